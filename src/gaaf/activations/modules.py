@@ -1,0 +1,41 @@
+"""`GAAF` as an nn.Module: the layer form of :func:`gaaf.functional.gaaf`."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .functional import gaaf_from_spec
+from .reference import DEFAULT_FREQUENCY
+from .spec import GAAFSpec
+
+
+class GAAF(nn.Module):
+    """φ(x) + g(x)·s(x) with g the 1/K-period sawtooth (Hahn & Choi, arXiv:1806.09783).
+
+    Args:
+        base: base activation φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus.
+        shape: s(x): "sigmoid" (sigmoid(slope·(x + shift))), "gaussian" (exp(−(x − center)²/width)),
+            "none" (s ≡ 1), or any callable x → s(x).
+        frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
+        variant: "floor" (paper) or "round" (seed's ex13).
+        **shape_params: the shape's parameters (shift, slope / center, width).
+    """
+
+    def __init__(
+        self,
+        base: str = "relu",
+        shape: "str | Callable[[torch.Tensor], torch.Tensor]" = "sigmoid",
+        frequency: float = DEFAULT_FREQUENCY,
+        variant: str = "floor",
+        **shape_params: float,
+    ) -> None:
+        super().__init__()
+        self.spec = GAAFSpec.build(base, shape, frequency, variant, **shape_params)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gaaf_from_spec(x, self.spec)
+
+    def extra_repr(self) -> str:
+        return self.spec.describe()

@@ -1,0 +1,110 @@
+r"""The GAAF formulas as plain PyTorch compositions — the ground truth every fast path is tested against.
+
+Gradient Acceleration in Activation Functions (Hahn & Choi, arXiv:1806.09783) adds to a base
+activation :math:`\phi` a term that is almost zero in value but has slope one almost everywhere:
+
+.. math::
+
+    g(x) = \frac{xK - \lfloor xK \rfloor - 0.5}{K}            \quad\text{(variant "floor", the paper's)}
+
+    g(x) = \frac{|xK - \mathrm{round}(xK)| - 0.5}{K}          \quad\text{(variant "round", the seed's ex13)}
+
+    \phi_{new}(x) = \phi(x) + g(x)\, s(x)
+
+with frequency :math:`K` (default 10,000) and a shape function :math:`s`. :math:`|g| \le 0.5/K`,
+so the output moves by at most :math:`0.5/K`, while autodiff (where floor and round have zero
+derivative) gives
+
+.. math::  \phi_{new}'(x) = \phi'(x) + g'(x)\, s(x) + g(x)\, s'(x)
+
+with :math:`g' = 1` ("floor") or :math:`g' = \mathrm{sign}(xK - \mathrm{round}(xK))` ("round").
+
+Everything here is written the naive way on purpose: autograd differentiates these compositions
+and the fused op in :mod:`gaaf.activations.fused` must match them to 1e-12 in float64. The naive
+``x * K`` overflows for |x| > 3.4e38 / K, which is one reason the fused op exists.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+DEFAULT_FREQUENCY = 10_000.0
+VARIANTS = ("floor", "round")
+
+#: Base activations φ, each a plain elementwise function with PyTorch's default parameters.
+BASES: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "leaky_relu": F.leaky_relu,  # negative_slope 0.01
+    "elu": F.elu,  # alpha 1
+    "gelu": F.gelu,  # exact (erf) form
+    "silu": F.silu,
+    "softplus": F.softplus,  # beta 1, threshold 20
+}
+
+#: Shape functions s(x) and their default parameters. "none" is the seed's "no s(x)" row (s ≡ 1).
+SHAPE_DEFAULTS: dict[str, dict[str, float]] = {
+    "sigmoid": {"shift": 0.0, "slope": 1.0},  # s(x) = sigmoid(slope·(x + shift))
+    "gaussian": {"center": 0.0, "width": 3.0},  # s(x) = exp(−(x − center)² / width)
+    "none": {},  # s(x) = 1
+}
+
+
+def sawtooth(x: Tensor, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor") -> Tensor:
+    """g(x): the gradient-acceleration term, naive form (see module docstring)."""
+    y = x * frequency
+    if variant == "floor":
+        return (y - torch.floor(y) - 0.5) / frequency
+    if variant == "round":
+        return (torch.abs(y - torch.round(y)) - 0.5) / frequency
+    raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+
+
+def shape_value(x: Tensor, shape: "str | Callable[[Tensor], Tensor]", **params: float) -> Tensor:
+    """s(x) for a named shape (parameters as in SHAPE_DEFAULTS) or a user callable."""
+    if callable(shape):
+        return shape(x)
+    p = {**SHAPE_DEFAULTS[shape], **params}
+    if shape == "sigmoid":
+        return torch.sigmoid(p["slope"] * (x + p["shift"]))
+    if shape == "gaussian":
+        return torch.exp(-((x - p["center"]) ** 2) / p["width"])
+    if shape == "none":
+        return torch.ones_like(x)
+    raise ValueError(f"unknown shape {shape!r}; choose one of: {', '.join(SHAPE_DEFAULTS)}")
+
+
+def gaaf_reference(
+    x: Tensor,
+    base: str = "relu",
+    shape: "str | Callable[[Tensor], Tensor]" = "sigmoid",
+    frequency: float = DEFAULT_FREQUENCY,
+    variant: str = "floor",
+    **shape_params: float,
+) -> Tensor:
+    """φ(x) + g(x)·s(x), composed from plain ops so that autograd gives the exact gradient."""
+    return BASES[base](x) + sawtooth(x, frequency, variant) * shape_value(x, shape, **shape_params)
+
+
+def max_g_magnitude(frequency: float = DEFAULT_FREQUENCY) -> float:
+    """The largest |g(x)|: 0.5 / K. The forward output differs from φ(x) by at most this."""
+    return 0.5 / frequency
+
+
+def float_resolution_limit(dtype: torch.dtype, frequency: float = DEFAULT_FREQUENCY) -> float:
+    """|x| above which every representable x·K is an integer, so g(x) ≡ −0.5/K.
+
+    float32: 2**24 / 1e4 ≈ 1.68e3; float64: 2**53 / 1e4 ≈ 9.0e11.
+    """
+    return 2.0 ** (torch.finfo(dtype).nmant + 1) / frequency
+
+
+__all__ = [
+    "BASES", "SHAPE_DEFAULTS", "VARIANTS", "DEFAULT_FREQUENCY",
+    "sawtooth", "shape_value", "gaaf_reference", "max_g_magnitude", "float_resolution_limit",
+]

@@ -1,0 +1,78 @@
+"""Validated description of one GAAF activation: base, shape, its parameters, frequency, variant.
+
+Both the PyTorch op and the Keras layer build from a `GAAFSpec`, so they accept and reject exactly
+the same arguments with exactly the same messages.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from .reference import BASES, DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS
+
+ShapeArg = "str | Callable"
+
+
+@dataclass(frozen=True)
+class GAAFSpec:
+    base: str = "relu"
+    shape: "str | Callable" = "sigmoid"
+    frequency: float = DEFAULT_FREQUENCY
+    variant: str = "floor"
+    shape_params: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        base: str = "relu",
+        shape: "str | Callable" = "sigmoid",
+        frequency: float = DEFAULT_FREQUENCY,
+        variant: str = "floor",
+        **shape_params: float,
+    ) -> "GAAFSpec":
+        """Validate and fill in defaults; raise ValueError saying what is allowed."""
+        if base not in BASES:
+            raise ValueError(f"unknown base activation {base!r}; choose one of: {', '.join(sorted(BASES))}")
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+        frequency = _finite("frequency", frequency)
+        if frequency <= 0:
+            raise ValueError(f"frequency must be a finite number > 0, got {frequency!r}")
+        if callable(shape):
+            if shape_params:
+                raise ValueError(
+                    f"a callable shape takes no shape parameters, got {', '.join(sorted(shape_params))}"
+                )
+            return cls(base, shape, frequency, variant, {})
+        if shape not in SHAPE_DEFAULTS:
+            raise ValueError(
+                f"unknown shape {shape!r}; choose one of: {', '.join(sorted(SHAPE_DEFAULTS))} or a callable x -> s(x)"
+            )
+        allowed = SHAPE_DEFAULTS[shape]
+        unknown = sorted(set(shape_params) - set(allowed))
+        if unknown:
+            takes = ", ".join(sorted(allowed)) or "no parameters"
+            raise ValueError(f"shape {shape!r} takes {takes}; got unexpected {', '.join(unknown)}")
+        params = {k: _finite(k, shape_params.get(k, v)) for k, v in allowed.items()}
+        if shape == "gaussian" and params["width"] <= 0:
+            raise ValueError(f"width must be a finite number > 0, got {params['width']!r}")
+        return cls(base, shape, frequency, variant, params)
+
+    def describe(self) -> str:
+        """`base='relu', shape='sigmoid', shift=-1.0, slope=1.0, frequency=10000.0, variant='floor'`"""
+        shape = self.shape if isinstance(self.shape, str) else getattr(self.shape, "__name__", repr(self.shape))
+        parts = [f"base={self.base!r}", f"shape={shape!r}"]
+        parts += [f"{k}={v!r}" for k, v in self.shape_params.items()]
+        parts += [f"frequency={self.frequency!r}", f"variant={self.variant!r}"]
+        return ", ".join(parts)
+
+
+def _finite(name: str, value: object) -> float:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return v
