@@ -1,0 +1,225 @@
+r"""GAAF for Keras 3: a layer written with ``keras.ops`` only, so it runs on the JAX, TensorFlow and
+PyTorch backends and matches :mod:`gaaf.activations` in numbers and gradients.
+
+    import gaaf.keras
+    act = gaaf.keras.GAAF("relu", shape="sigmoid", shift=-1.0)      # same arguments as gaaf.GAAF
+    act = gaaf.keras.get_activation("gaaf_tanh")                      # same names as gaaf.get_activation
+
+The forward is :math:`\phi(x) + g(x)\,s(x)` with the sawtooth (see :mod:`gaaf.activations.reference`)
+
+.. math::
+
+    g(x) = (r - 0.5)/K,\quad r = xK - \lfloor xK \rfloor      \quad\text{("floor")}
+
+    g(x) = (|r| - 0.5)/K,\quad r = xK - \mathrm{round}(xK)   \quad\text{("round")}
+
+floor and round must have zero derivative, so :math:`r` is written as
+
+.. math::  r = \mathrm{sg}\big(xK - \lfloor xK \rfloor\big) + K\,(x - \mathrm{sg}(x))
+
+(sg = ``ops.stop_gradient``): the first term carries the value, the second is exactly 0 in value
+for finite x and has derivative K, so autodiff gives :math:`dr/dx = K` — the same derivative as the
+naive composition, on every backend. Where :math:`xK` overflows (|x| > 3.4e38/K in float32) the frac
+part is taken as 0, so g = −0.5/K and g' stays 1 ("floor") or 0 ("round"): finite in, finite out,
+exactly like the fused PyTorch op.
+
+Keras is imported when this module is imported (``import gaaf`` never imports it).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from .activations.reference import DEFAULT_FREQUENCY, SHAPE_DEFAULTS
+from .activations.spec import GAAFSpec
+
+try:
+    import keras
+    from keras import ops
+except ModuleNotFoundError as _e:  # keras itself missing, or its backend package missing
+    if _e.name == "keras" or (_e.name or "").startswith("keras."):
+        raise ImportError("gaaf.keras needs Keras 3: pip install gaaf[keras]") from _e
+    _backend = os.environ.get("KERAS_BACKEND", "tensorflow (the default)")
+    raise ImportError(
+        f"Keras is installed but its backend {_backend} could not be imported ({_e.name} missing); "
+        "set KERAS_BACKEND to torch, jax or tensorflow with that package installed"
+    ) from _e
+
+if int(keras.__version__.split(".")[0]) < 3:
+    raise ImportError(f"gaaf.keras needs Keras 3, found keras {keras.__version__}: pip install gaaf[keras]")
+
+#: φ written with keras.ops, each with PyTorch's default parameters (Keras's defaults differ for
+#: leaky_relu (0.2) and ops.gelu (tanh approximation)).
+_BASES: dict[str, Callable[[Any], Any]] = {
+    "relu": ops.relu,
+    "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid,
+    "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),
+    "elu": lambda x: ops.elu(x, alpha=1.0),
+    "gelu": lambda x: ops.gelu(x, approximate=False),
+    "silu": ops.silu,
+    "softplus": ops.softplus,
+}
+
+#: keyword arguments that belong to keras.layers.Layer rather than to the shape function
+_LAYER_KWARGS = frozenset({"name", "dtype", "trainable", "autocast", "activity_regularizer", "input_shape", "input_dim"})
+
+
+def sawtooth(x: Any, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor") -> Any:
+    """g(x) with keras.ops: value as the naive formula, derivative 1 ("floor") or sign(r) ("round").
+
+    x: any shape, floating dtype; the result has x's shape and dtype.
+    """
+    y = x * frequency
+    finite = ops.isfinite(y)
+    # y_safe: x·K with overflowed entries replaced by 0 (an integer), so their frac part is 0 and
+    # the forward never forms inf − inf.
+    y_safe = ops.where(finite, y, ops.zeros_like(y))
+    if variant == "floor":
+        frac = y_safe - ops.floor(y_safe)
+    elif variant == "round":
+        frac = y_safe - ops.round(y_safe)
+    else:
+        raise ValueError(f"unknown variant {variant!r}; choose one of: floor, round")
+    # value: frac exactly (adding an exact 0); derivative: K, even where x·K overflowed
+    r = ops.stop_gradient(frac) + (x - ops.stop_gradient(x)) * frequency
+    if variant == "round":
+        r = ops.abs(r)
+    return (r - 0.5) / frequency
+
+
+def shape_value(x: Any, spec: GAAFSpec) -> Any:
+    """s(x) for the spec's named shape, or its callable applied to x."""
+    if callable(spec.shape):
+        return spec.shape(x)
+    p = spec.shape_params
+    if spec.shape == "sigmoid":
+        return ops.sigmoid(p["slope"] * (x + p["shift"]))
+    if spec.shape == "gaussian":
+        return ops.exp(-ops.square(x - p["center"]) / p["width"])
+    if spec.shape == "none":
+        return ops.ones_like(x)
+    raise ValueError(f"unknown shape {spec.shape!r}; choose one of: {', '.join(sorted(SHAPE_DEFAULTS))}")
+
+
+def gaaf(x: Any, spec: GAAFSpec) -> Any:
+    """φ(x) + g(x)·s(x) for a validated spec, in keras.ops (elementwise; any shape)."""
+    return _BASES[spec.base](x) + sawtooth(x, spec.frequency, spec.variant) * shape_value(x, spec)
+
+
+@keras.saving.register_keras_serializable(package="gaaf")
+class GAAF(keras.layers.Layer):
+    """φ(x) + g(x)·s(x), the Keras twin of :class:`gaaf.GAAF` (same arguments, same errors).
+
+    Args:
+        base: φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus (PyTorch's defaults).
+        shape: "sigmoid" (sigmoid(slope·(x + shift))), "gaussian" (exp(−(x − center)²/width)),
+            "none" (s ≡ 1), or a Keras-serializable callable x → s(x) written with keras.ops
+            (register it with ``@keras.saving.register_keras_serializable``).
+        frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
+        variant: "floor" (paper) or "round".
+        **kwargs: the shape's parameters (shift, slope / center, width) and the usual Layer
+            arguments (name, dtype, trainable, ...).
+    """
+
+    def __init__(
+        self,
+        base: str = "relu",
+        shape: "str | Callable[[Any], Any]" = "sigmoid",
+        frequency: float = DEFAULT_FREQUENCY,
+        variant: str = "floor",
+        **kwargs: Any,
+    ) -> None:
+        layer_kwargs = {k: v for k, v in kwargs.items() if k in _LAYER_KWARGS}
+        shape_params = {k: v for k, v in kwargs.items() if k not in _LAYER_KWARGS}
+        if isinstance(shape, dict):  # a serialized callable, from get_config
+            shape = keras.saving.deserialize_keras_object(shape)
+        spec = GAAFSpec.build(base, shape, frequency, variant, **shape_params)  # ValueError as in PyTorch
+        super().__init__(**layer_kwargs)
+        self.spec = spec
+        self.supports_masking = True  # elementwise: a mask passes through unchanged
+
+    def call(self, inputs: Any) -> Any:
+        return gaaf(inputs, self.spec)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        spec = self.spec
+        shape = spec.shape if isinstance(spec.shape, str) else keras.saving.serialize_keras_object(spec.shape)
+        return {
+            **super().get_config(),
+            "base": spec.base,
+            "shape": shape,
+            "frequency": spec.frequency,
+            "variant": spec.variant,
+            **dict(spec.shape_params),
+        }
+
+    def __repr__(self) -> str:
+        return f"<gaaf.keras.GAAF name={self.name!r} {self.spec.describe()}>"
+
+
+#: the same presets as gaaf.activations.registry (kept in step by tests/test_keras.py)
+_GAAF_PRESETS: dict[str, dict[str, Any]] = {
+    "gaaf_relu": dict(base="relu", shape="sigmoid", shift=4.0),
+    "gaaf_tanh": dict(base="tanh", shape="gaussian", width=3.0),
+    "gaaf_sigmoid": dict(base="sigmoid", shape="gaussian", width=12.0),
+    "gaaf_leaky_relu": dict(base="leaky_relu", shape="sigmoid", shift=4.0),
+    "gaaf_elu": dict(base="elu", shape="sigmoid", shift=4.0),
+    "gaaf_gelu": dict(base="gelu", shape="sigmoid", shift=4.0),
+    "gaaf_silu": dict(base="silu", shape="sigmoid", shift=4.0),
+    "gaaf_softplus": dict(base="softplus", shape="sigmoid", shift=4.0),
+}
+
+#: plain φ as built-in (serializable) Keras layers with PyTorch's default parameters
+_PLAIN: dict[str, Callable[[], Any]] = {
+    "relu": lambda: keras.layers.ReLU(),
+    "tanh": lambda: keras.layers.Activation("tanh"),
+    "sigmoid": lambda: keras.layers.Activation("sigmoid"),
+    "leaky_relu": lambda: keras.layers.LeakyReLU(negative_slope=0.01),
+    "elu": lambda: keras.layers.ELU(alpha=1.0),
+    "gelu": lambda: keras.layers.Activation("gelu"),  # keras.activations.gelu: exact erf form
+    "silu": lambda: keras.layers.Activation("silu"),
+    "softplus": lambda: keras.layers.Activation("softplus"),
+}
+
+
+def list_activations() -> list[str]:
+    """Names :func:`get_activation` accepts, sorted."""
+    return sorted([*_PLAIN, *_GAAF_PRESETS, "gaaf"])
+
+
+def get_activation(name: "str | None", **params: Any) -> Any:
+    """A fresh Keras activation layer by the names of :func:`gaaf.get_activation`.
+
+    ``get_activation("gaaf_relu", shift=-1.0)``, ``get_activation("relu")``, ``get_activation(None)``
+    (Identity). A new ``shape`` drops the preset's shape parameters, as in the PyTorch registry.
+    """
+    if name is None:
+        if params:
+            raise ValueError(f"activation None takes no parameters, got {', '.join(sorted(params))}")
+        return keras.layers.Identity()
+    if not isinstance(name, str):
+        raise ValueError(f"activation must be a name or None; got {name!r}")
+    key = name.strip().lower()
+    if key in _PLAIN:
+        if params:
+            raise ValueError(
+                f"activation {name!r} takes no parameters, got {', '.join(sorted(params))} "
+                f"(did you mean 'gaaf_{key}'?)"
+            )
+        return _PLAIN[key]()
+    if key == "gaaf":
+        return GAAF(**params)
+    if key in _GAAF_PRESETS:
+        merged = dict(_GAAF_PRESETS[key])
+        if "shape" in params and params["shape"] != merged["shape"]:
+            merged = {"base": merged["base"]}
+        merged.update(params)
+        return GAAF(**merged)
+    raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(list_activations())}")
+
+
+__all__ = ["GAAF", "gaaf", "get_activation", "list_activations", "sawtooth", "shape_value"]

@@ -1,0 +1,181 @@
+"""gaaf.keras.GAAF (Keras 3, torch backend) against the PyTorch op: numbers, gradients, config,
+save/load, a training step."""
+from __future__ import annotations
+
+import itertools
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported anywhere
+
+import numpy as np
+import pytest
+import torch
+
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "torch":  # keras was imported earlier with another backend
+    pytest.skip("keras was already imported with a non-torch backend", allow_module_level=True)
+
+import gaaf  # noqa: E402
+import gaaf.keras as gk  # noqa: E402
+from gaaf.activations.reference import BASES, SHAPE_DEFAULTS, VARIANTS  # noqa: E402
+
+DTYPES = {torch.float64: "float64", torch.float32: "float32"}
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-6)}
+SHAPE_PARAMS = {"sigmoid": dict(shift=-1.0, slope=1.5), "gaussian": dict(center=0.5, width=3.0), "none": {}}
+
+
+def _inputs(dtype: torch.dtype) -> torch.Tensor:
+    """(2, 500): normal draws over the interesting range plus points dense within a few 1/K periods."""
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(500, generator=g, dtype=torch.float64) * 3
+    dense = torch.linspace(0.99995, 1.00025, 500, dtype=torch.float64)  # three sawtooth periods
+    return torch.stack([wide, dense]).to(dtype)
+
+
+def _value_and_grad(fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    y = fn(x)
+    w = torch.linspace(-1, 1, y.numel(), dtype=x.dtype).reshape(y.shape)  # a non-uniform upstream grad
+    (grad,) = torch.autograd.grad((y * w).sum(), x)
+    return y.detach(), grad
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES.values()))
+@pytest.mark.parametrize("base,shape,variant", list(itertools.product(BASES, SHAPE_DEFAULTS, VARIANTS)))
+def test_matches_pytorch_op(base: str, shape: str, variant: str, dtype: torch.dtype) -> None:
+    params = SHAPE_PARAMS[shape]
+    layer = gk.GAAF(base, shape=shape, variant=variant, dtype=DTYPES[dtype], **params)
+    x = _inputs(dtype)
+    y_k, g_k = _value_and_grad(layer, x)
+    y_t, g_t = _value_and_grad(lambda t: gaaf.functional.gaaf(t, base, shape=shape, variant=variant, **params), x)
+    assert y_k.dtype == dtype
+    torch.testing.assert_close(y_k, y_t, **TOL[dtype])
+    torch.testing.assert_close(g_k, g_t, **TOL[dtype])
+
+
+def test_gradient_is_accelerated_and_value_barely_moves() -> None:
+    """g' = 1 ("floor") adds s(x) to φ'; the value moves by at most 0.5/K."""
+    x = torch.tensor([-2.0, -0.5, 0.3, 1.7], dtype=torch.float64)
+    y, grad = _value_and_grad(gk.GAAF("relu", shape="none"), x)
+    w = torch.linspace(-1, 1, 4, dtype=torch.float64)
+    torch.testing.assert_close(grad, w * ((x > 0).double() + 1.0))
+    assert (y - torch.relu(x)).abs().max() <= 0.5 / 1e4 + 1e-15
+
+
+@pytest.mark.parametrize("dtype,huge", [(torch.float32, 1e36), (torch.float64, 1e306)])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_overflow_guard_finite_in_finite_out(dtype: torch.dtype, huge: float, variant: str) -> None:
+    """Where x·K overflows: g = −0.5/K, g' = 1 (floor) or 0 (round); output and gradient finite."""
+    K = 1e4
+    x = torch.tensor([-huge, huge], dtype=dtype)
+    assert not torch.isfinite(x * K).any()
+    layer = gk.GAAF("tanh", shape="none", frequency=K, variant=variant, dtype=DTYPES[dtype])
+    x_ = x.clone().requires_grad_(True)
+    y = layer(x_)
+    (grad,) = torch.autograd.grad(y.sum(), x_)
+    torch.testing.assert_close(y, torch.tanh(x) - 0.5 / K)
+    expected_grad = torch.full_like(x, 1.0 if variant == "floor" else 0.0)  # tanh'(±huge) = 0
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_validation_errors_match_pytorch() -> None:
+    bad = [
+        dict(base="swish"),
+        dict(variant="ceil"),
+        dict(frequency=0.0),
+        dict(frequency=float("inf")),
+        dict(shape="cosine"),
+        dict(shape="sigmoid", centre=1.0),
+        dict(shape="gaussian", width=-1.0),
+        dict(shape="none", shift=1.0),
+    ]
+    for kwargs in bad:
+        with pytest.raises(ValueError) as torch_err:
+            gaaf.GAAF(**kwargs)
+        with pytest.raises(ValueError) as keras_err:
+            gk.GAAF(**kwargs)
+        assert str(keras_err.value) == str(torch_err.value), kwargs
+
+
+@keras.saving.register_keras_serializable(package="gaaf_tests")
+def bump(x):
+    """A callable shape s(x) written with keras.ops."""
+    return keras.ops.exp(-keras.ops.abs(x))
+
+
+def test_callable_shape_matches_and_round_trips() -> None:
+    layer = gk.GAAF("relu", shape=bump)
+    x = _inputs(torch.float64)[0]
+    y_k, g_k = _value_and_grad(gk.GAAF("relu", shape=bump, dtype="float64"), x)
+    y_t, g_t = _value_and_grad(lambda t: gaaf.functional.gaaf(t, "relu", shape=lambda u: torch.exp(-u.abs())), x)
+    torch.testing.assert_close(y_k, y_t, **TOL[torch.float64])
+    torch.testing.assert_close(g_k, g_t, **TOL[torch.float64])
+    clone = gk.GAAF.from_config(layer.get_config())
+    assert clone.spec.shape is bump
+
+
+def test_config_round_trip() -> None:
+    layer = gk.GAAF("tanh", shape="gaussian", width=2.0, center=0.25, frequency=500.0, variant="round", name="act")
+    config = layer.get_config()
+    assert config["base"] == "tanh" and config["shape"] == "gaussian" and config["width"] == 2.0
+    clone = gk.GAAF.from_config(config)
+    assert clone.spec == layer.spec and clone.name == "act"
+    generic = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert isinstance(generic, gk.GAAF) and generic.spec == layer.spec
+
+
+def _tiny_model(act) -> "keras.Model":
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), act, keras.layers.Dense(2)])
+
+
+def test_save_and_load_model(tmp_path) -> None:
+    model = _tiny_model(gk.get_activation("gaaf_relu", shift=-1.0, variant="round"))
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    act = loaded.layers[1]
+    assert isinstance(act, gk.GAAF) and act.spec == model.layers[1].spec
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(model(x)), rtol=0, atol=0
+    )
+
+
+def test_tiny_model_trains_a_step() -> None:
+    model = _tiny_model(gk.get_activation("gaaf_tanh"))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    assert np.isfinite(history.history["loss"][0])
+    assert all(not np.array_equal(b, a) for b, a in zip(before, after))
+
+
+def test_get_activation_names_mirror_pytorch_registry() -> None:
+    torch_names = {n for n in gaaf.list_activations()}
+    assert set(gk.list_activations()) <= torch_names
+    assert {"relu", "tanh", "sigmoid", "gaaf_relu", "gaaf_tanh", "gaaf_sigmoid", "gaaf"} <= set(gk.list_activations())
+    x = _inputs(torch.float32)[0]
+    for name in gk.list_activations():
+        if name == "gaaf":
+            continue
+        k_act, t_act = gk.get_activation(name), gaaf.get_activation(name)
+        if isinstance(t_act, gaaf.GAAF):
+            assert k_act.spec == t_act.spec, name
+        y_k, g_k = _value_and_grad(k_act, x)
+        y_t, g_t = _value_and_grad(t_act, x)
+        torch.testing.assert_close(y_k, y_t, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(g_k, g_t, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_get_activation_options_and_errors() -> None:
+    act = gk.get_activation("gaaf_relu", shape="none")
+    assert act.spec.shape == "none" and act.spec.shape_params == {}
+    assert isinstance(gk.get_activation(None), keras.layers.Identity)
+    with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: elu, gaaf"):
+        gk.get_activation("swish")
+    with pytest.raises(ValueError, match="did you mean 'gaaf_relu'"):
+        gk.get_activation("relu", shift=1.0)
