@@ -1,0 +1,156 @@
+"""Checkpoints: everything needed to continue a run bit-for-bit on the same device.
+
+A checkpoint (``last.pt`` / ``best.pt``) is a dict:
+
+    format        1
+    model         state_dict of the unwrapped model (no DDP / torch.compile prefixes)
+    optimizer     optimizer.state_dict()
+    scheduler     {"lr_schedule": [...], "lr": float} — the schedule is a pure function of the epoch
+    epoch         last finished epoch (1-based)
+    best_acc, best_epoch
+    metrics       every metrics.csv row so far (the source of truth: a kill between writing last.pt
+                  and metrics.csv cannot lose a row)
+    total_seconds wall time of the finished epochs, summed over resumes
+    rng           one dict per rank: torch CPU, CUDA (if any), numpy, python `random`, loader generator
+    config        TrainConfig as a dict
+
+Written atomically (temp file + rename), so a SIGKILL leaves the previous checkpoint intact.
+RNG states are stored as tensors / lists, so `torch.load(weights_only=True)` reads them.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from ..io import atomic_save
+from .config import TrainConfig
+
+FORMAT = 1
+
+#: fields that may differ between a checkpoint's config and the resuming one: where and how long
+#: to run, not what is trained. Everything else must match or the resumed run is a different run.
+RESUME_MAY_CHANGE = frozenset(
+    {"epochs", "out", "device", "data_dir", "download", "compile", "tensorboard", "probe", "channels_last"}
+)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DistributedDataParallel (`.module`) and torch.compile (`._orig_mod`)."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod  # type: ignore[assignment]
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+# ---------------------------------------------------------------------- RNG
+def rng_state(loader_generator: torch.Generator | None) -> dict[str, Any]:
+    """This process's RNG states in weights_only-loadable form."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                  int(np_state[3]), float(np_state[4])],
+        "python": random.getstate(),
+        "loader": loader_generator.get_state() if loader_generator is not None else None,
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch"])
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if loader_generator is not None and state.get("loader") is not None:
+        loader_generator.set_state(state["loader"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# ---------------------------------------------------------------------- save / load
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    epoch: int,
+    lr: float,
+    best_acc: float,
+    best_epoch: int,
+    metrics: list[dict[str, Any]],
+    total_seconds: float,
+    rng: list[dict[str, Any]],
+) -> None:
+    ckpt = {
+        "format": FORMAT,
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": {"lr_schedule": [list(s) for s in cfg.lr_schedule], "lr": lr},
+        "epoch": epoch,
+        "best_acc": best_acc,
+        "best_epoch": best_epoch,
+        "metrics": [dict(r) for r in metrics],
+        "total_seconds": total_seconds,
+        "rng": rng,
+        "config": cfg.to_dict(),
+    }
+    atomic_save(path, lambda f: torch.save(ckpt, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; a run folder means its last.pt.
+
+    Missing or unreadable files raise UserError naming the path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise UserError(f"no checkpoint at {path}; train a run first (gaaf train --out DIR)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated, not a torch file, foreign pickle
+        raise UserError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
+        raise UserError(f"{path} is not a gaaf checkpoint (format {FORMAT}); it has no model/config entries")
+    return ckpt
+
+
+def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """`name: saved → now` for every field that differs and may not change on resume."""
+    now = cfg.to_dict()
+    diffs = []
+    for k in sorted(set(saved) | set(now)):
+        if k in RESUME_MAY_CHANGE:
+            continue
+        if saved.get(k) != now.get(k):
+            diffs.append(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}")
+    return diffs
+
+
+def check_resume_compatible(ckpt: dict[str, Any], cfg: TrainConfig, path: str | Path) -> None:
+    diffs = config_differences(ckpt["config"], cfg)
+    if diffs:
+        raise UserError(
+            f"checkpoint {path} was written by another config ({'; '.join(diffs)}); "
+            f"only {', '.join(sorted(RESUME_MAY_CHANGE))} may change on --resume"
+        )
+    if ckpt["epoch"] >= cfg.epochs:
+        raise UserError(
+            f"checkpoint {path} already finished epoch {ckpt['epoch']} of {cfg.epochs}; "
+            f"pass a larger --epochs to train further"
+        )

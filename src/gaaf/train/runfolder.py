@@ -1,0 +1,132 @@
+"""The run folder (docs/DEVELOPING.md): config.json, metrics.csv, summary.json, last.pt, best.pt.
+
+Every file is written whole and atomically with gaaf.io, so a reader (sweep, report) never sees
+half a file and a killed run leaves the previous version of each.
+"""
+from __future__ import annotations
+
+import io
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+from ..io import atomic_write_json, atomic_write_text
+from .config import TrainConfig
+
+METRICS_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "images_per_second",
+)
+#: files whose presence means "this folder already holds a run"
+RUN_FILES = ("config.json", "metrics.csv", "summary.json", "last.pt")
+
+
+def default_out(cfg: TrainConfig) -> Path:
+    return Path("runs") / f"{cfg.model}-{cfg.activation}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def holds_run(out: Path) -> bool:
+    return any((out / name).exists() for name in RUN_FILES)
+
+
+def prepare_new_run(out: Path) -> None:
+    """Refuse a folder that already holds a run (nothing is overwritten) and one we cannot write."""
+    if holds_run(out):
+        raise UserError(f"--out {out} already holds a run; pass --resume to continue it or choose another --out")
+    check_writable(out)
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write to --out {out}: {e.strerror or e}") from None
+
+
+def git_revision() -> str | None:
+    """HEAD of the git checkout this package runs from, or None (an installed wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_meta(device: torch.device, world_size: int, created: str | None = None) -> dict[str, Any]:
+    from .. import __version__
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    meta = {
+        "gaaf_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "git_revision": git_revision(),
+        "hostname": socket.gethostname(),
+        "device": describe_device(device),
+        "world_size": world_size,
+        "created": created or now,
+    }
+    if created:
+        meta["resumed"] = now
+    return meta
+
+
+def write_config(out: Path, cfg: TrainConfig, meta: dict[str, Any]) -> None:
+    atomic_write_json(out / "config.json", {"config": cfg.to_dict(), "meta": meta})
+
+
+def read_meta(out: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((out / "config.json").read_text(encoding="utf-8")).get("meta", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _fmt(column: str, v: Any) -> str:
+    if column == "epoch":
+        return str(int(v))
+    if column == "epoch_seconds":
+        return f"{v:.3f}"
+    if column == "images_per_second":
+        return f"{v:.1f}"
+    return repr(float(v))  # losses, accuracies, lr: shortest exact round-trip form
+
+
+def write_metrics(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.csv whole (header + one row per finished epoch)."""
+    buf = io.StringIO()
+    buf.write(",".join(METRICS_COLUMNS) + "\n")
+    for r in rows:
+        buf.write(",".join(_fmt(c, r[c]) for c in METRICS_COLUMNS) + "\n")
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    atomic_write_json(out / "summary.json", summary)
+
+
+def is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty()) and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False

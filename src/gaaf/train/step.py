@@ -1,0 +1,132 @@
+"""The per-step hot path and evaluation, kept apart from the loop so they can be timed alone.
+
+    step = make_train_step(model, optimizer, cfg)
+    acc = new_accumulator(device)            # (3,) float64: [Σ loss·n, Σ correct, Σ n]
+    for x, y in loader:
+        step(x, y, acc)                      # no .item(), no host sync
+    loss_sum, correct, n = acc.tolist()      # one sync per epoch
+
+A benchmark can time `step` in isolation (`gaaf.bench`) exactly as the engine runs it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+
+TrainStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+def conv_kernels(model: nn.Module) -> list[torch.Tensor]:
+    """Weights of every convolution: what Keras' `kernel_regularizer=l2(...)` touches in the seed
+    (biases, BatchNorm and the final Dense layer are not regularised)."""
+    convs = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return [m.weight for m in model.modules() if isinstance(m, convs)]
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=(cfg.adam_betas[0], cfg.adam_betas[1]), eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
+        )
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of: adam, sgd")
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate for `epoch` (1-based): lr × the factor of the last step [m, f] with m < epoch.
+
+    Seed preset: epoch 81 → 1e-3, epoch 82 → 1e-4 (Keras' 0-based `epoch > 80`)."""
+    factor = 1.0
+    for milestone, f in cfg.lr_schedule:
+        if epoch > milestone:
+            factor = f
+    return cfg.lr * factor
+
+
+def new_accumulator(device: torch.device | str) -> torch.Tensor:
+    """Device-resident epoch sums [Σ loss·n, Σ correct, Σ n] (float64: exact counts up to 2^53)."""
+    return torch.zeros(3, dtype=torch.float64, device=device)
+
+
+def _autocast(device: torch.device | str, enabled: bool):
+    device_type = torch.device(device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def make_train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    *,
+    channels_last: bool = False,
+) -> TrainStep:
+    """A closure `step(x, y, acc)`: forward, loss (+ l2·Σw² over conv kernels), backward, update,
+    and add this batch's [loss·n, correct, n] to `acc` in place — all on the device.
+
+    x: (B, C, H, W) or (B, D) float, y: (B,) int64, acc: (3,) float64 from `new_accumulator`.
+    """
+    device = next(model.parameters()).device
+    amp = bool(cfg.amp)
+    l2 = float(cfg.l2)
+    # resolved once: the unwrapped kernels (a DDP/compiled wrapper shares the same tensors)
+    kernels = conv_kernels(getattr(model, "module", model)) if l2 > 0 else []
+
+    def step(x: torch.Tensor, y: torch.Tensor, acc: torch.Tensor) -> None:
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(device, amp):
+            logits = model(x)                                    # (B, classes)
+            loss = F.cross_entropy(logits.float(), y)            # mean over the batch
+        total = loss
+        if kernels:
+            # Keras adds l2·Σw² per regularised layer to the loss it minimises; reported losses
+            # below are the plain cross-entropy so train and test losses compare directly.
+            total = loss + l2 * torch.stack([w.pow(2).sum() for w in kernels]).sum()
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        with torch.no_grad():
+            n = y.shape[0]  # a host int: adding it launches a kernel, copies nothing back
+            correct = (logits.argmax(dim=1) == y).sum().to(torch.float64)
+            acc[:2] += torch.stack([loss.detach().to(torch.float64) * n, correct])
+            acc[2] += n
+
+    return step
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    amp: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Sum [Σ loss·n, Σ correct, Σ n] over `batches` in eval mode; restores the previous mode.
+
+    Returns the device-resident (3,) float64 sums (the caller all-reduces / divides)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    acc = new_accumulator(device)
+    try:
+        for x, y in batches:
+            if channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            correct = (logits.argmax(dim=1) == y).sum()
+            acc[:2] += torch.stack([loss.to(torch.float64), correct.to(torch.float64)])
+            acc[2] += y.shape[0]
+    finally:
+        model.train(was_training)
+    return acc
