@@ -76,6 +76,12 @@ def test_overflow_guard_finite_in_finite_out(dtype: torch.dtype, huge: float, va
     torch.testing.assert_close(y, torch.tanh(x) - 0.5 / K)
     expected_grad = torch.full_like(x, 1.0 if variant == "floor" else 0.0)  # tanh'(±huge) = 0
     torch.testing.assert_close(grad, expected_grad)
+    # the PyTorch op has the same guard (the naive reference would give nan here)
+    xt = x.clone().requires_grad_(True)
+    y_t = gaaf.functional.gaaf(xt, "tanh", shape="none", frequency=K, variant=variant)
+    (g_t,) = torch.autograd.grad(y_t.sum(), xt)
+    torch.testing.assert_close(y.detach(), y_t.detach())
+    torch.testing.assert_close(grad, g_t)
 
 
 def test_validation_errors_match_pytorch() -> None:
