@@ -1,0 +1,21 @@
+"""Shared test set-up: puts tests/ on sys.path (so tests can `import data_fakes`) and provides
+fixtures for a tiny fake data set in the real on-disk format."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from data_fakes import write_fake_cifar10  # noqa: E402
+
+
+@pytest.fixture
+def fake_cifar10_dir(tmp_path: Path) -> Path:
+    """A data folder holding a tiny CIFAR-10 (50 train, 20 test images) in the official
+    cifar-10-batches-py layout: pass it as `data_dir` / `--data-dir` with download off."""
+    return write_fake_cifar10(tmp_path / "data", n_train=50, n_test=20, seed=0)
