@@ -1,0 +1,125 @@
+"""`gaaf sweep STUDY.toml --out DIR` and `gaaf report DIR`.
+
+    gaaf sweep experiments/demo.toml --out runs/demo          # train every run × seed
+    gaaf sweep experiments/seed_table.toml --out X --epochs 1 --limit-train 1000 --limit-test 500
+    gaaf report runs/demo                                     # report.md, report.csv, plots
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from . import folders
+from .study import StudyError, load_study
+
+
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 0,1,2, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct integers >= 0 like 0,1,2, got {text!r}")
+    return seeds
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="train every run of a study file (one gaaf train process per run × seed)",
+        description="Run a study: every [[runs]]/[grid] entry × every seed, each as `python -m gaaf train` "
+                    "in OUT/runs/<run>/seed<k>/. Finished runs are skipped, interrupted ones resumed. "
+                    "Exit status: the number of failed runs (0 = all fine, capped at 100).",
+    )  # fmt: skip
+    p.add_argument("study", help="study file (TOML), e.g. experiments/demo.toml")
+    p.add_argument("--out", required=True, help="sweep folder (created; re-running continues it)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time; CPU threads are split between them")
+    g = p.add_argument_group("overrides for every run (applied over the study file)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N", help="first N training images")
+    g.add_argument("--limit-test", dest="limit_test", type=int, metavar="N", help="first N test images")
+    g.add_argument("--seeds", type=_seed_list, metavar="0,1", help="seeds to run instead of the study's")
+    g.add_argument("--data-dir", dest="data_dir", help="data folder")
+    g.add_argument("--device", help="auto | cpu | cuda")
+    g = p.add_argument_group("execution")
+    g.add_argument("--backend", default="local", choices=("local", "ray"), help="local processes or Ray tasks")
+    g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    g.add_argument("--dry-run", action="store_true", help="validate, print the plan and the estimate; run nothing")
+    g.add_argument("--no-estimate", dest="estimate", action="store_false", help="skip the warm-up timing")
+    g.add_argument("-v", "--verbose", action="store_true", help="echo every run's output")
+    p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser(
+        "report", help="tables, statistics and plots for a sweep folder",
+        description="Read OUT/runs/*/seed*/ (and OUT/study.json) and write report.md, report.csv, "
+                    "runs.csv and PNG plots; print the Markdown table. Unfinished runs are listed, not fatal.",
+    )  # fmt: skip
+    p.add_argument("dir", help="sweep folder written by gaaf sweep")
+    p.add_argument("--out", help="report folder (default DIR/report)")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="tables only")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import estimate, sweep
+
+    try:
+        study = load_study(args.study)
+    except StudyError as e:  # every problem, not just the first line the CLI would print
+        print(f"gaaf: error: {e}", file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.backend != "ray" and args.address:
+        raise UserError("--address is only used with --backend ray")
+    overrides = {k: getattr(args, k) for k in ("epochs", "limit_train", "limit_test", "data_dir", "device")
+                 if getattr(args, k) is not None}  # fmt: skip
+    root = Path(args.out)
+    runs = sweep.plan(study, root, overrides, args.seeds)
+    counts = {s: sum(r.state == s for r in runs) for s in (folders.FINISHED, folders.INTERRUPTED, folders.FAILED, folders.MISSING)}
+    resume = sum(r.state != folders.FINISHED and r.resume for r in runs)
+    start = len(runs) - counts[folders.FINISHED] - resume
+    title = f" ({study.title})" if study.title else ""
+    print(f"study {args.study}{title}: {len(study.runs)} runs × {len(runs) // max(1, len(study.runs))} seeds = {len(runs)} run folders "
+          f"under {root}/runs: {counts[folders.FINISHED]} done, {resume} to resume, {start} to start"
+          + (f" ({counts[folders.FAILED]} failed before, trying again)" if counts[folders.FAILED] else ""))  # fmt: skip
+    if args.estimate and counts[folders.FINISHED] < len(runs):
+        try:
+            found = sweep.estimate_seconds(runs, args.jobs)
+        except Exception as e:  # noqa: BLE001 - an estimate must never stop a sweep
+            print(f"estimate: unavailable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+        else:
+            if found:
+                print(f"estimate: ~{estimate.format_seconds(found[0])} of training ({found[1]})")
+    if args.dry_run:
+        for r in runs:
+            spec = study.run(r.name)
+            what = ", ".join(f"{k}={v}" for k, v in spec.overrides.items()) or "base"
+            print(f"  {r.state if r.state != folders.MISSING else 'to start':<11} {r.label:<40} {what}")
+        return 0
+    runner = sweep.Sweep(runs, jobs=args.jobs, backend=args.backend, address=args.address, verbose=args.verbose)
+    sweep.write_study_json(root, study, runs, {**overrides, **({"seeds": args.seeds} if args.seeds else {})})
+    failed = runner.run()
+    done = sum(r.state == folders.FINISHED for r in runs)
+    print(f"sweep: {done}/{len(runs)} finished, {failed} failed; report: gaaf report {root}")
+    for r in runner.failed:
+        print(f"  failed: {r.label} (see {r.folder / 'error.txt'})")
+    return min(100, failed)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UserError(f"sweep folder {str(root)!r} not found; pass the --out folder of gaaf sweep")
+    report = build_report(root, Path(args.out) if args.out else None, plots=args.plots)
+    print(report.table_markdown)
+    if report.problems_markdown:
+        print()
+        print(report.problems_markdown)
+    print()
+    print(f"wrote {', '.join(str(p) for p in report.files)}")
+    return 0

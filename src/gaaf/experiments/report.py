@@ -1,0 +1,310 @@
+"""`gaaf report DIR`: the seed's results table, with statistics, from a sweep folder.
+
+One row per run of the study, in the seed's column order (num, data, backbone, activation, shift,
+steps, acc, batch_size, optimizer, lr) with three columns added after acc: the published number,
+the difference to the baseline with its 95% Welch confidence interval, and a verdict.
+
+    acc   = mean ± std (n=k) of the final test accuracy over the k finished seeds (std: ddof = 1)
+    Δ     = mean(run) − mean(baseline), 95% CI by Welch's t (see stats.py)
+    steps = epochs (the seed's table calls its 200 epochs "steps")
+
+Files (all atomic): report.md (tables + plots), report.csv (one row per run × seed: the raw
+numbers), runs.csv (one row per run: the statistics), acc_vs_shift.png, learning_curves.png.
+A sweep that is not finished still gets a report: missing, interrupted and failed runs are listed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..io import atomic_write_text
+from . import folders, stats
+from .study import RunSpec, Study
+
+TABLE_COLUMNS = ("num", "data", "backbone", "activation", "shift", "steps", "acc", "published",
+                 "Δ vs baseline [95% CI]", "verdict", "batch_size", "optimizer", "lr")  # fmt: skip
+SEED_CSV_COLUMNS = ("run", "seed", "state", "dataset", "model", "activation", "shape", "shift", "variant",
+                    "stem_activation", "epochs", "batch_size", "optimizer", "lr", "final_test_acc",
+                    "best_test_acc", "best_epoch", "epochs_done", "total_seconds", "published",
+                    "published_source", "folder")  # fmt: skip
+RUN_CSV_COLUMNS = ("run", "n", "mean", "std", "accs", "published", "published_source", "baseline", "diff",
+                   "ci_low", "ci_high", "df", "p", "verdict", "missing")  # fmt: skip
+
+
+@dataclass
+class RunRow:
+    """One study run with its per-seed results and the statistics over them."""
+
+    spec: RunSpec
+    results: dict[int, folders.RunResult]  # seed → what its folder holds
+    config: dict[str, Any]
+    summary: stats.Summary = field(default_factory=lambda: stats.summarize([]))
+    comparison: stats.Welch | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def accs(self) -> list[float]:
+        return [r.final_acc for _, r in sorted(self.results.items()) if r.final_acc is not None]
+
+
+@dataclass
+class Report:
+    study: Study
+    rows: list[RunRow]
+    table_markdown: str
+    problems_markdown: str
+    files: list[Path]
+
+
+def load_rows(root: Path) -> tuple[Study, list[RunRow]]:
+    """The study (from study.json, or inferred from the folders) and one RunRow per run."""
+    root = Path(root)
+    saved = folders.read_json(root / folders.STUDY_FILE)
+    expected: dict[str, set[int]] = {}
+    planned_configs: dict[str, dict[str, Any]] = {}
+    if isinstance(saved, dict) and isinstance(saved.get("study"), dict):
+        study = Study.from_dict(saved["study"])
+        for r in saved.get("runs", []):
+            expected.setdefault(r["name"], set()).add(int(r["seed"]))
+            planned_configs.setdefault(r["name"], r.get("config", {}))
+    else:  # no study.json: a folder of runs/<name>/seed<k>/ written some other way
+        names = sorted(p.name for p in (root / "runs").glob("*") if p.is_dir())
+        if not names:
+            raise UserError(f"{root} holds no study.json and no runs/<run>/seed<k>/ folders; "
+                            "pass the --out folder of gaaf sweep")  # fmt: skip
+        study = Study(title=root.name, description="", base={}, runs=tuple(RunSpec(n, {}) for n in names), seeds=())
+    rows = []
+    for spec in study.runs:
+        seeds = set(expected.get(spec.name, set()) or study.seeds)
+        for p in (root / "runs" / spec.name).glob("seed*"):  # seeds run by earlier sweeps too
+            if p.is_dir() and p.name[4:].isdigit():
+                seeds.add(int(p.name[4:]))
+        results = {s: folders.read_run(folders.run_dir(root, spec.name, s)) for s in sorted(seeds)}
+        config = next((r.config for r in results.values() if r.config), None) or planned_configs.get(spec.name) or {
+            **study.base, **spec.overrides}
+        rows.append(RunRow(spec, results, config))
+    by_name = {row.name: row for row in rows}
+    for row in rows:
+        row.summary = stats.summarize(row.accs())
+    for row in rows:
+        baseline = by_name.get(study.baseline_of(row.spec) or "")
+        if baseline is not None and baseline is not row:
+            row.comparison = stats.welch(row.accs(), baseline.accs())
+    return study, rows
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting
+
+
+def describe_activation(config: dict[str, Any]) -> tuple[str, str]:
+    """(activation, shift) cells: `gaaf_relu` / `-1`, `gaaf_relu(round)` / `-1`, `gaaf_relu` / `no s(x)`,
+    `relu` / `-`. Defaults the config leaves as None are read from the activation itself."""
+    act = str(config.get("activation", "?"))
+    params = {k: config[k] for k in ("shape", "shift", "slope", "center", "width", "frequency", "variant")
+              if config.get(k) is not None}  # fmt: skip
+    spec = None
+    try:
+        from ..activations import get_activation
+
+        spec = getattr(get_activation(act, **params), "spec", None)
+    except (ValueError, TypeError):
+        pass
+    if spec is None:  # a plain activation (or one we cannot build): no shape, no shift
+        return act, "-" if "shift" not in params else _num(params["shift"])
+    label = act + ("(round)" if spec.variant == "round" else "")
+    shape = spec.shape if isinstance(spec.shape, str) else "custom"
+    if shape == "none":
+        return label, "no s(x)"
+    if shape == "sigmoid":
+        return label, _num(spec.shape_params.get("shift", 0.0))
+    return label, f"{shape}(" + ", ".join(f"{k}={_num(v)}" for k, v in spec.shape_params.items()) + ")"
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _published(spec: RunSpec) -> str:
+    if spec.published is None:
+        return "—"
+    return f"{spec.published:.4f}" + (f" ({spec.published_source})" if spec.published_source else "")
+
+
+def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
+    out = []
+    for row in rows:
+        c = row.config
+        act, shift = describe_activation(c)
+        against = study.baseline_of(row.spec)
+        if row.name == against or (row.comparison is None and row.name == study.baseline):
+            delta, verdict = "baseline", "—"
+        elif row.comparison is None:
+            delta, verdict = "—", "—"
+        else:
+            delta = row.comparison.format() if row.comparison.verdict != stats.N_TOO_SMALL else "—"
+            if against != study.baseline:  # a run with its own baseline says which
+                delta += f" vs {against}"
+            verdict = row.comparison.verdict
+        acc = row.summary.format()
+        n_total = len(row.results)
+        if row.summary.n < n_total:
+            acc += f" [{n_total - row.summary.n} of {n_total} not finished]"
+        out.append([row.name, str(c.get("dataset", "?")), str(c.get("model", "?")), act, shift,
+                    str(c.get("epochs", "?")), acc, _published(row.spec), delta, verdict,
+                    str(c.get("batch_size", "?")), str(c.get("optimizer", "?")), _num(c.get("lr", "?"))])  # fmt: skip
+    return out
+
+
+def markdown_table(header: "tuple[str, ...] | list[str]", rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def problems_markdown(rows: list[RunRow]) -> str:
+    """The runs that have no final result yet, by state, with the first line of each error."""
+    lines = []
+    for row in rows:
+        for seed, r in sorted(row.results.items()):
+            if r.state == folders.FINISHED:
+                continue
+            detail = ""
+            if r.state == folders.FAILED:
+                first = next((ln for ln in reversed(r.error.splitlines()) if ln.strip()), "")
+                detail = f": {first.strip()[:160]}" if first else ""
+            elif r.state == folders.INTERRUPTED:
+                detail = f" after {folders.epochs_done(r.folder)} epoch(s); re-run gaaf sweep to resume"
+            lines.append(f"- `{row.name}/seed{seed}`: {r.state}{detail}")
+    if not lines:
+        return ""
+    return f"**Not finished ({len(lines)} run folders)** — statistics use the finished seeds only:\n\n" + "\n".join(lines)
+
+
+def seed_rows(rows: list[RunRow], root: Path) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        for seed, r in sorted(row.results.items()):
+            c = r.config or row.config
+            s = r.summary
+            out.append({
+                "run": row.name, "seed": seed, "state": r.state, "dataset": c.get("dataset"), "model": c.get("model"),
+                "activation": c.get("activation"), "shape": c.get("shape"), "shift": c.get("shift"),
+                "variant": c.get("variant"), "stem_activation": c.get("stem_activation"), "epochs": c.get("epochs"),
+                "batch_size": c.get("batch_size"), "optimizer": c.get("optimizer"), "lr": c.get("lr"),
+                "final_test_acc": s.get("final_test_acc") if r.state == folders.FINISHED else None,
+                "best_test_acc": s.get("best_test_acc"), "best_epoch": s.get("best_epoch"),
+                "epochs_done": folders.epochs_done(r.folder), "total_seconds": s.get("total_seconds"),
+                "published": row.spec.published, "published_source": row.spec.published_source,
+                "folder": _relative(r.folder, root),
+            })  # fmt: skip
+    return out
+
+
+def run_rows(study: Study, rows: list[RunRow]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        w = row.comparison
+        out.append({
+            "run": row.name, "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
+            "accs": " ".join(f"{a:.6g}" for a in row.accs()), "published": row.spec.published,
+            "published_source": row.spec.published_source, "baseline": study.baseline_of(row.spec),
+            "diff": _f(w.diff) if w else None, "ci_low": _f(w.ci_low) if w else None,
+            "ci_high": _f(w.ci_high) if w else None, "df": _f(w.df) if w else None, "p": _f(w.p) if w else None,
+            "verdict": w.verdict if w else ("baseline" if row.name == study.baseline_of(row.spec) or row.name == study.baseline else None),
+            "missing": sum(r.state != folders.FINISHED for r in row.results.values()),
+        })  # fmt: skip
+    return out
+
+
+def _f(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(path)
+
+
+def to_csv(columns: "tuple[str, ...]", rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in columns})
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# the report
+
+
+_STATS_NOTE = (
+    "acc: final test accuracy, mean ± sample std (ddof = 1) over the finished seeds (n). "
+    "Δ: mean difference to the baseline run with its 95% confidence interval from Welch's t "
+    "(unequal variances, Welch–Satterthwaite degrees of freedom). verdict: *better* / *worse* when the "
+    "CI excludes 0, else *no significant difference*; *n too small* when either side has fewer than two "
+    "finished seeds. steps: epochs, as in the seed's table. published: the single-run number from the "
+    "seed (the first public GAAF code, Keras) or the paper (Hahn & Choi, arXiv:1806.09783). Per-seed "
+    "numbers: report.csv; statistics: runs.csv."
+)
+
+
+def build_report(root: Path, out: Path | None = None, *, plots: bool = True) -> Report:
+    """Read the sweep folder `root`, write the report files into `out` (default root/report)."""
+    root = Path(root)
+    out = Path(out) if out is not None else root / "report"
+    study, rows = load_rows(root)
+    table = markdown_table(TABLE_COLUMNS, table_rows(study, rows))
+    problems = problems_markdown(rows)
+    files: list[Path] = []
+    images: list[tuple[str, str]] = []
+    if plots:
+        from .report_plots import plot_acc_vs_shift, plot_learning_curves
+
+        for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png"), "Accuracy vs shift"),
+                              (plot_learning_curves(rows, out / "learning_curves.png"), "Learning curves")):  # fmt: skip
+            if path is not None:
+                files.append(path)
+                images.append((caption, path.name))
+    md = [f"# {study.title or 'Study report'}", ""]
+    if study.description:
+        md += [study.description.strip(), ""]
+    n_done = sum(r.state == folders.FINISHED for row in rows for r in row.results.values())
+    n_all = sum(len(row.results) for row in rows)
+    md += [f"Sweep folder: `{root}` — {n_done}/{n_all} run folders finished"
+           + (f"; baseline: `{study.baseline}`" if study.baseline else "") + ".", ""]  # fmt: skip
+    md += [table, "", _STATS_NOTE, ""]
+    if any(row.spec.published_source == "paper" for row in rows):
+        md += ["The paper does not say which CIFAR architecture it used; its numbers are shown beside ours "
+               f"for orientation only (ours: {', '.join(sorted({str(r.config.get('model')) for r in rows}))}).", ""]
+    if problems:
+        md += [problems, ""]
+    for caption, name in images:
+        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    seeds = seed_rows(rows, root)
+    md += ["## Per-seed results", "", markdown_table(
+        ("run", "seed", "state", "final test acc", "best test acc", "epochs done", "seconds"),
+        [[s["run"], str(s["seed"]), s["state"], _cell(s["final_test_acc"]), _cell(s["best_test_acc"]),
+          str(s["epochs_done"]), _cell(s["total_seconds"], 1)] for s in seeds],
+    ), ""]  # fmt: skip
+    atomic_write_text(out / "report.md", "\n".join(md))
+    atomic_write_text(out / "report.csv", to_csv(SEED_CSV_COLUMNS, seeds))
+    atomic_write_text(out / "runs.csv", to_csv(RUN_CSV_COLUMNS, run_rows(study, rows)))
+    files = [out / "report.md", out / "report.csv", out / "runs.csv"] + files
+    return Report(study, rows, table, problems, files)
+
+
+def _cell(v: Any, digits: int = 4) -> str:
+    return f"{v:.{digits}f}" if isinstance(v, (int, float)) else "—"

@@ -1,0 +1,136 @@
+"""The report's two plots, PNG via gaaf.io.atomic_save.
+
+We draw on a bare `matplotlib.figure.Figure` (Agg canvas) rather than pyplot: no global backend is
+switched and no figure lingers in pyplot's registry, so a report can run inside a notebook.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..io import atomic_save
+from . import stats
+
+if TYPE_CHECKING:
+    from .report import RunRow
+    from .study import Study
+
+
+def _figure(width: float, height: float):  # -> matplotlib.figure.Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> Path:
+    atomic_save(path, lambda f: fig.savefig(f, format="png"))
+    return path
+
+
+def _shift_value(row: "RunRow") -> tuple[str, float] | None:
+    """(series label, shift) for a GAAF run with the sigmoid shape; None for anything else."""
+    from .report import describe_activation
+
+    label, shift = describe_activation(row.config)
+    try:
+        return label, float(shift)
+    except ValueError:
+        return None
+
+
+def plot_acc_vs_shift(study: "Study", rows: "list[RunRow]", path: Path) -> Path | None:
+    """Final test accuracy vs the sigmoid shape's shift: ours as mean ± std error bars (one series
+    per activation/variant), the published single runs as crosses, the baseline as a band.
+    Returns None (and writes nothing) when the study has no GAAF runs with a shift."""
+    series: dict[str, list[tuple[float, "RunRow"]]] = defaultdict(list)
+    flat = []  # GAAF runs without s(x) (or another shape): horizontal reference lines
+    for row in rows:
+        found = _shift_value(row)
+        if found is not None:
+            series[found[0]].append((found[1], row))
+        elif str(row.config.get("activation", "")).startswith("gaaf") and (row.summary.n or row.spec.published):
+            flat.append(row)
+    if not series:
+        return None
+    fig = _figure(7.5, 4.6)
+    ax = fig.add_subplot()
+    colors = ["tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
+    for i, (label, points) in enumerate(sorted(series.items())):
+        points.sort(key=lambda p: p[0])
+        color = colors[i % len(colors)]
+        ours = [(x, r.summary) for x, r in points if r.summary.n]
+        if ours:
+            ax.errorbar([x for x, _ in ours], [s.mean for _, s in ours], yerr=[s.std for _, s in ours],
+                        color=color, marker="o", capsize=4, label=f"{label} (ours, mean ± std)")  # fmt: skip
+        published = [(x, r.spec.published) for x, r in points if r.spec.published is not None]
+        if published:
+            ax.plot([x for x, _ in published], [y for _, y in published], color=color, marker="x", linestyle=":",
+                    markersize=8, alpha=0.8, label=f"{label} (published, single run)")  # fmt: skip
+    baseline = next((r for r in rows if r.name == study.baseline), None)
+    if baseline is not None and baseline.summary.n:
+        m, s = baseline.summary.mean, baseline.summary.std
+        ax.axhline(m, color="black", linewidth=1.2, label=f"baseline {baseline.name} (ours)")
+        if s > 0:
+            ax.axhspan(m - s, m + s, color="black", alpha=0.08)
+    if baseline is not None and baseline.spec.published is not None:
+        ax.axhline(baseline.spec.published, color="black", linestyle="--", linewidth=1,
+                   label=f"baseline {baseline.name} (published)")  # fmt: skip
+    for row in flat:
+        if row.summary.n:
+            ax.axhline(row.summary.mean, color="tab:red", linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
+        if row.spec.published is not None:
+            ax.axhline(row.spec.published, color="tab:red", linestyle=":", linewidth=1,
+                       label=f"{row.name} (published)")  # fmt: skip
+    ax.set_xlabel("shift of the sigmoid shape s(x) = sigmoid(x + shift)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title(study.title or "Accuracy vs shift", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def plot_learning_curves(rows: "list[RunRow]", path: Path) -> Path | None:
+    """Test accuracy per epoch for every run: each seed thin, the mean over seeds thick.
+    Returns None when no run has a finished epoch."""
+    if not any(r.metrics for row in rows for r in row.results.values()):
+        return None
+    fig = _figure(8.5, 4.8)
+    ax = fig.add_subplot()
+    palette = _palette(len(rows))
+    for row, color in zip(rows, palette):
+        curves = [r.metrics for _, r in sorted(row.results.items()) if r.metrics]
+        if not curves:
+            continue
+        by_epoch: dict[int, list[float]] = defaultdict(list)
+        for metrics in curves:
+            xs = [int(m["epoch"]) for m in metrics if "epoch" in m and "test_acc" in m]
+            ys = [m["test_acc"] for m in metrics if "epoch" in m and "test_acc" in m]
+            if len(curves) > 1:
+                ax.plot(xs, ys, color=color, linewidth=0.7, alpha=0.35, marker="." if len(xs) < 3 else None)
+            for x, y in zip(xs, ys):
+                by_epoch[x].append(y)
+        epochs = sorted(by_epoch)
+        means = [stats.summarize(by_epoch[e]).mean for e in epochs]
+        n = max(len(v) for v in by_epoch.values())
+        ax.plot(epochs, means, color=color, linewidth=2, marker="o" if len(epochs) < 12 else None,
+                label=f"{row.name} (n={n})")  # fmt: skip
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Learning curves (thick: mean over seeds; thin: each seed)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, path)
+
+
+def _palette(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]

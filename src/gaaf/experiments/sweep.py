@@ -1,0 +1,296 @@
+"""`gaaf sweep`: run every run × seed of a study, each as its own `gaaf train` process.
+
+Each run is the subprocess ``python -m gaaf train --config OUT/configs/<run>/seed<k>.json
+--out OUT/runs/<run>/seed<k> [--resume]`` — exactly what a person would type — so a crash, an
+out-of-memory kill or a NaN in one run cannot take the others down. The sweep is idempotent:
+finished runs are skipped, interrupted ones (last.pt present) resumed, failed ones tried again.
+A failure is recorded in <run folder>/error.txt (the command, its exit status and the tail of its
+output) and the sweep goes on; the exit status is the number of failed runs (capped at 100).
+
+With ``--jobs N`` the runs go N at a time and the CPU is split between them: each child gets
+OMP_NUM_THREADS = max(1, cores // N), which torch reads at start-up for its thread pool.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import __version__
+from ..errors import UserError
+from ..io import atomic_write_json, atomic_write_text
+from . import estimate, folders, trainopts
+from .study import Study
+
+#: config keys that may differ between a run folder and a re-run without changing the result
+_IGNORED_KEYS = {"out", "device", "data_dir", "download", "tensorboard", "compile", "channels_last"}
+#: lines of a child's output kept for error.txt
+_TAIL_LINES = 60
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    seed: int
+    config: dict[str, Any]  # resolved train config (every field)
+    folder: Path
+    config_file: Path
+    state: str  # folders.FINISHED / FAILED / INTERRUPTED / MISSING
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/seed{self.seed}"
+
+    @property
+    def resume(self) -> bool:
+        return (self.folder / "last.pt").is_file()
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "gaaf", "train", "--config", str(self.config_file), "--out", str(self.folder)]
+        return cmd + (["--resume"] if self.resume else [])
+
+
+def plan(study: Study, root: Path, overrides: dict[str, Any] | None = None,
+         seeds: list[int] | None = None) -> list[PlannedRun]:  # fmt: skip
+    """Every run × seed with its resolved config and current state. Raises UserError when a config
+    is invalid or an existing run folder was made with different settings (listing all of them)."""
+    root = Path(root).resolve()
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    runs, problems, conflicts = [], [], []
+    for spec in study.runs:
+        for seed in seeds if seeds is not None else study.seeds:
+            options = study.options(spec, seed, overrides)
+            try:
+                config = trainopts.resolve(options)
+            except (UserError, ValueError, TypeError) as e:
+                problems.append(f"{spec.name}/seed{seed}: {str(e).splitlines()[0]}")
+                continue
+            folder = folders.run_dir(root, spec.name, seed)
+            run = PlannedRun(spec.name, seed, config, folder, folders.config_path(root, spec.name, seed),
+                             folders.state(folder))  # fmt: skip
+            diff = config_differences(folder, config)
+            if diff:
+                conflicts.append(f"{run.label}: {diff}")
+            runs.append(run)
+    if problems:
+        raise UserError(f"{len(problems)} run(s) have an invalid config: " + "; ".join(problems))
+    if conflicts:
+        raise UserError(
+            f"{len(conflicts)} existing run folder(s) under {root} were made with different settings "
+            f"({'; '.join(conflicts[:5])}{'; ...' if len(conflicts) > 5 else ''}); "
+            "use another --out, or delete those folders to run them again"
+        )
+    return runs
+
+
+def config_differences(folder: Path, config: dict[str, Any]) -> str:
+    """`epochs 1 → 2, lr 0.001 → 0.01` for a run folder whose config.json differs from `config`."""
+    raw = folders.read_json(Path(folder) / "config.json")
+    if not isinstance(raw, dict):
+        return ""
+    old = raw.get("config", raw)
+    norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, ints vs floats as JSON sees them
+    diffs = [
+        f"{k} {old[k]!r} → {config[k]!r}"
+        for k in config
+        if k not in _IGNORED_KEYS and k in old and norm(old[k]) != norm(config[k])
+        and not (isinstance(old[k], (int, float)) and isinstance(config[k], (int, float)) and old[k] == config[k])
+    ]  # fmt: skip
+    return ", ".join(diffs)
+
+
+def write_study_json(root: Path, study: Study, runs: list[PlannedRun], overrides: dict[str, Any]) -> None:
+    """OUT/study.json: the study as validated, the command-line overrides and every run's config."""
+    root = Path(root)
+    atomic_write_json(root / folders.STUDY_FILE, {
+        "gaaf_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "study": study.to_dict(),
+        "overrides": overrides,
+        "seeds": sorted({r.seed for r in runs}),
+        "runs": [{"name": r.name, "seed": r.seed, "folder": str(r.folder.relative_to(root.resolve())),
+                  "config": r.config} for r in runs],
+    })  # fmt: skip
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """CPU threads for each of `jobs` parallel runs: max(1, cores // jobs)."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of one training process: thread counts set, output unbuffered."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONUNBUFFERED"] = "1"  # lines arrive as they are printed, so the tail is current
+    return env
+
+
+def execute(cmd: list[str], env: dict[str, str], echo: Callable[[str], None] | None = None,
+            procs: "set[subprocess.Popen] | None" = None) -> tuple[int, str, float]:  # fmt: skip
+    """Run `cmd`; return (exit status, the last lines of its output, seconds). Used locally and
+    inside Ray tasks, so it only depends on its arguments."""
+    t0 = time.perf_counter()
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", stdin=subprocess.DEVNULL)  # fmt: skip
+    if procs is not None:
+        procs.add(proc)
+    try:
+        assert proc.stdout is not None  # we asked for a pipe
+        for line in proc.stdout:  # text mode: "\r" progress updates arrive as separate lines
+            line = line.rstrip("\n")
+            tail.append(line)
+            if echo is not None:
+                echo(line)
+        rc = proc.wait()
+    finally:
+        if procs is not None:
+            procs.discard(proc)
+    return rc, "\n".join(tail), time.perf_counter() - t0
+
+
+class Sweep:
+    """Runs a plan (locally with a thread pool of subprocesses, or on Ray) and records outcomes."""
+
+    def __init__(self, runs: list[PlannedRun], jobs: int = 1, backend: str = "local",
+                 address: str | None = None, verbose: bool = False, out: Any = None):  # fmt: skip
+        if jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {jobs}")
+        if backend not in ("local", "ray"):
+            raise UserError(f"unknown --backend {backend!r}; choose one of: local, ray")
+        self.runs, self.jobs, self.backend, self.address = runs, jobs, backend, address
+        self.verbose = verbose
+        self.out = out or sys.stdout
+        self.threads = threads_per_job(jobs)
+        self.failed: list[PlannedRun] = []
+        self._lock = threading.Lock()
+        self._done = 0
+        self._total = len(self.todo())
+
+    def print(self, msg: str) -> None:
+        with self._lock:
+            print(msg, file=self.out, flush=True)
+
+    def todo(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.state != folders.FINISHED]
+
+    def prepare(self, run: PlannedRun) -> None:
+        """Write the run's config file; clear what a fresh start would refuse (this sweep's own
+        half-started folder: no last.pt, so nothing to resume) and any old error.txt."""
+        atomic_write_json(run.config_file, run.config)
+        (run.folder / "error.txt").unlink(missing_ok=True)
+        if not run.resume:
+            for name in ("config.json", "metrics.csv", "summary.json"):
+                (run.folder / name).unlink(missing_ok=True)
+
+    def record(self, run: PlannedRun, rc: int, tail: str, seconds: float) -> None:
+        """Decide finished/failed from the run folder itself and report one line."""
+        with self._lock:
+            self._done += 1
+            k, n = self._done, self._total
+        if rc == 0 and folders.is_finished(run.folder):
+            run.state = folders.FINISHED
+            summary = folders.read_json(run.folder / "summary.json") or {}
+            acc = summary.get("final_test_acc")
+            acc_s = f"test acc {acc:.4f}" if isinstance(acc, (int, float)) else "finished"
+            self.print(f"[{k}/{n}] {run.label}: {acc_s} ({estimate.format_seconds(seconds)})")
+            return
+        run.state = folders.FAILED
+        why = f"exit status {rc}" if rc != 0 else "exited 0 but summary.json does not say finished"
+        text = f"command: {' '.join(run.command())}\n{why}\n\n--- last {_TAIL_LINES} lines of output ---\n{tail}\n"
+        atomic_write_text(run.folder / "error.txt", text)
+        with self._lock:
+            self.failed.append(run)
+        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
+        self.print(f"[{k}/{n}] {run.label}: FAILED ({why}): {last[:200]}  → {run.folder / 'error.txt'}")
+
+    def run(self) -> int:
+        """Run everything not finished; return the number of failed runs."""
+        todo = self.todo()
+        for run in todo:
+            self.prepare(run)
+        if self.backend == "ray":
+            self._run_ray(todo)
+        else:
+            self._run_local(todo)
+        return len(self.failed)
+
+    def _run_local(self, todo: list[PlannedRun]) -> None:
+        env = child_env(self.threads)
+        procs: set[subprocess.Popen] = set()
+
+        def one(run: PlannedRun) -> None:
+            self.print(f"start {run.label}{' (resume)' if run.resume else ''}")
+            echo = (lambda line: self.print(f"  {run.label}| {line}")) if self.verbose else None
+            try:
+                rc, tail, seconds = execute(run.command(), env, echo, procs)
+            except OSError as e:  # could not even start the interpreter
+                rc, tail, seconds = 127, str(e), 0.0
+            self.record(run, rc, tail, seconds)
+
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
+        try:
+            futures = [pool.submit(one, run) for run in todo]
+            for f in concurrent.futures.as_completed(futures):
+                f.result()
+        except KeyboardInterrupt:
+            for f in futures:
+                f.cancel()
+            for p in list(procs):  # children got the SIGINT too; make sure they go
+                p.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run_ray(self, todo: list[PlannedRun]) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--backend ray needs the ray package: pip install 'gaaf[ray]' (or 'ray[default]')") from None
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": self.address} if self.address else {"num_cpus": os.cpu_count()}
+            ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kwargs)
+        # each task reserves its share of CPUs, so Ray itself keeps at most `jobs` runs per node
+        task = ray.remote(num_cpus=self.threads)(execute)
+        env = child_env(self.threads)
+        pending = {}
+        for run in todo:
+            self.print(f"submit {run.label}{' (resume)' if run.resume else ''}")
+            pending[task.remote(run.command(), env)] = run
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            run = pending.pop(ready[0])
+            try:
+                rc, tail, seconds = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - a Ray task error is recorded like a crash
+                rc, tail, seconds = 1, f"ray task failed: {e}", 0.0
+            self.record(run, rc, tail, seconds)
+
+
+def estimate_seconds(runs: list[PlannedRun], jobs: int) -> tuple[float, str] | None:
+    """(seconds, how it was measured) for the runs still to do, or None when nothing is left."""
+    todo = [r for r in runs if r.state != folders.FINISHED]
+    if not todo:
+        return None
+    threads = threads_per_job(jobs)
+    step = estimate.measure_step_seconds(todo[0].config, threads)
+    steps = sum(estimate.steps_per_run(r.config, max(0, r.config.get("epochs", 1) - folders.epochs_done(r.folder)))
+                for r in todo)  # fmt: skip
+    startup = estimate.measure_startup_seconds()
+    parallel = max(1, min(jobs, len(todo)))
+    total = (step * steps + startup * len(todo)) / parallel
+    how = (f"{step * 1000:.0f} ms/step measured on {todo[0].config.get('model')} at batch "
+           f"{todo[0].config.get('batch_size')} with {threads} thread(s) × {steps:.0f} steps"
+           f" + {startup:.0f} s start-up × {len(todo)} runs, / {parallel} job(s)")  # fmt: skip
+    return total, how

@@ -1,0 +1,187 @@
+"""`gaaf report` on fabricated run folders in the documented format (docs/DEVELOPING.md),
+including a partly finished sweep: missing, interrupted and failed runs."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gaaf.cli import main
+from gaaf.experiments import folders, stats
+from gaaf.experiments.report import build_report, describe_activation
+from gaaf.experiments.study import parse_study
+from gaaf.experiments.sweep import plan, write_study_json
+
+STUDY = """
+title = "fabricated"
+seeds = [0, 1, 2]
+baseline = "relu"
+
+[base]
+model = "resnet8_v1"
+epochs = 3
+stem_activation = "relu"
+
+[[runs]]
+name = "relu"
+activation = "relu"
+published = 0.8084
+published_source = "seed"
+
+[[runs]]
+name = "gaaf_relu-shift=-1"
+activation = "gaaf_relu"
+shift = -1.0
+published = 0.7948
+published_source = "seed"
+
+[[runs]]
+name = "gaaf_relu-shift=2"
+activation = "gaaf_relu"
+shift = 2.0
+published = 0.7441
+published_source = "seed"
+
+[[runs]]
+name = "gaaf_relu-shape=none"
+activation = "gaaf_relu"
+shape = "none"
+
+[[runs]]
+name = "gaaf_relu-round"
+activation = "gaaf_relu"
+variant = "round"
+shift = -1.0
+"""
+
+#: final accuracies per run and seed (None: that seed is left unfinished in some way)
+FINALS = {
+    "relu": [0.80, 0.81, 0.805],
+    "gaaf_relu-shift=-1": [0.79, 0.80, 0.795],  # within noise of relu
+    "gaaf_relu-shift=2": [0.70, 0.71, 0.705],  # clearly worse
+    "gaaf_relu-shape=none": [0.66, None, None],  # one finished: n too small
+    "gaaf_relu-round": [None, None, None],  # nothing finished
+}
+
+
+def write_run(folder: Path, config: dict, accs: list[float], finished: bool = True) -> None:
+    """A run folder as `gaaf train` writes it: config.json, metrics.csv, summary.json, last.pt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"config": config, "meta": {"gaaf_version": "test"}}))
+    lines = ["epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,images_per_second"]
+    lines += [f"{e},0.001,{2 - a},{a},{2.1 - a},{a},1.5,100.0" for e, a in enumerate(accs, start=1)]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    (folder / "last.pt").write_bytes(b"not a real checkpoint")
+    if finished:
+        (folder / "summary.json").write_text(json.dumps({
+            "status": "finished", "final_test_acc": accs[-1], "final_test_loss": 2.1 - accs[-1],
+            "best_test_acc": max(accs), "best_epoch": int(np.argmax(accs)) + 1, "epochs": len(accs),
+            "total_seconds": 4.5, "parameters": 78042,
+        }))  # fmt: skip
+
+
+@pytest.fixture
+def sweep_dir(tmp_path: Path) -> Path:
+    """A sweep folder: study.json from the real planner, run folders fabricated per FINALS."""
+    study = parse_study(STUDY, "fabricated.toml")
+    root = tmp_path / "sweep"
+    runs = plan(study, root)
+    write_study_json(root, study, runs, {})
+    for run in runs:
+        final = FINALS[run.name][run.seed]
+        if final is not None:
+            write_run(run.folder, run.config, [final - 0.2, final - 0.05, final])
+        elif run.name == "gaaf_relu-shape=none" and run.seed == 1:  # interrupted after 2 of 3 epochs
+            write_run(run.folder, run.config, [0.4, 0.5], finished=False)
+        elif run.name == "gaaf_relu-round" and run.seed == 0:  # failed
+            run.folder.mkdir(parents=True)
+            (run.folder / "error.txt").write_text("command: ...\nexit status 1\n\nRuntimeError: boom\n")
+        # everything else: missing (no folder at all)
+    return root
+
+
+def test_report_table_statistics_and_files(sweep_dir: Path):
+    report = build_report(sweep_dir)
+    out = sweep_dir / "report"
+    names = {p.name for p in report.files}
+    assert {"report.md", "report.csv", "runs.csv", "acc_vs_shift.png", "learning_curves.png"} <= names
+    for p in report.files:
+        assert p.is_file() and p.stat().st_size > 0
+    lines = report.table_markdown.splitlines()
+    assert lines[0].startswith("| num | data | backbone | activation | shift | steps | acc | published |")
+    assert lines[0].rstrip().endswith("| batch_size | optimizer | lr |")
+    rows = {ln.split(" | ")[0].strip("| "): [c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]}
+    relu = rows["relu"]
+    assert relu[1:6] == ["cifar10", "resnet8_v1", "relu", "-", "3"]
+    s = stats.summarize(FINALS["relu"])
+    assert relu[6] == f"{s.mean:.4f} ± {s.std:.4f} (n=3)"
+    assert relu[7] == "0.8084 (seed)" and relu[8] == "baseline"
+    assert relu[10:] == ["128", "adam", "0.001"]
+
+    w = stats.welch(FINALS["gaaf_relu-shift=-1"], FINALS["relu"])
+    g1 = rows["gaaf_relu-shift=-1"]
+    assert g1[3:5] == ["gaaf_relu", "-1"]
+    assert g1[8] == f"{w.diff:+.4f} [{w.ci_low:+.4f}, {w.ci_high:+.4f}]" and g1[9] == w.verdict
+    assert rows["gaaf_relu-shift=2"][9] == "worse"
+    none = rows["gaaf_relu-shape=none"]
+    assert none[4] == "no s(x)" and none[9] == "n too small" and "[2 of 3 not finished]" in none[6]
+    rnd = rows["gaaf_relu-round"]
+    assert rnd[3:5] == ["gaaf_relu(round)", "-1"] and rnd[6].startswith("—")
+
+    # the partial sweep is listed, not fatal
+    assert "`gaaf_relu-shape=none/seed1`: interrupted after 2 epoch(s)" in report.problems_markdown
+    assert "`gaaf_relu-shape=none/seed2`: missing" in report.problems_markdown
+    assert "`gaaf_relu-round/seed0`: failed: RuntimeError: boom" in report.problems_markdown
+    md = (out / "report.md").read_text()
+    assert report.table_markdown in md and "![Learning curves](learning_curves.png)" in md
+    assert "Welch" in md
+
+    with open(out / "report.csv", newline="") as f:
+        per_seed = list(csv.DictReader(f))
+    assert len(per_seed) == 15
+    relu_raw = [float(r["final_test_acc"]) for r in per_seed if r["run"] == "relu"]
+    assert relu_raw == FINALS["relu"]
+    assert [r["state"] for r in per_seed if r["run"] == "gaaf_relu-round"] == ["failed", "missing", "missing"]
+    with open(out / "runs.csv", newline="") as f:
+        per_run = {r["run"]: r for r in csv.DictReader(f)}
+    assert float(per_run["gaaf_relu-shift=2"]["ci_high"]) < 0
+    assert per_run["gaaf_relu-shift=-1"]["p"] and float(per_run["gaaf_relu-shift=-1"]["p"]) == pytest.approx(w.p)
+
+
+def test_report_cli_prints_table_and_writes_elsewhere(sweep_dir: Path, tmp_path: Path, capsys):
+    assert main(["report", str(sweep_dir), "--out", str(tmp_path / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "| num | data | backbone |" in out and "Not finished (5 run folders)" in out
+    assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_report_without_study_json(sweep_dir: Path):
+    (sweep_dir / "study.json").unlink()
+    report = build_report(sweep_dir, plots=False)
+    assert [r.name for r in report.rows] == sorted(FINALS)
+    assert all(r.comparison is None for r in report.rows)  # no baseline known
+
+
+def test_report_on_an_empty_folder_is_a_clear_error(tmp_path: Path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no study.json" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nope")]) == 2
+
+
+def test_describe_activation_reads_defaults_from_the_activation():
+    assert describe_activation({"activation": "relu"}) == ("relu", "-")
+    assert describe_activation({"activation": "gaaf_relu"}) == ("gaaf_relu", "4")  # the preset's shift
+    assert describe_activation({"activation": "gaaf_tanh"}) == ("gaaf_tanh", "gaussian(center=0, width=3)")
+
+
+def test_folder_states(tmp_path: Path):
+    assert folders.state(tmp_path / "x") == folders.MISSING
+    write_run(tmp_path / "a", {}, [0.5], finished=False)
+    assert folders.state(tmp_path / "a") == folders.INTERRUPTED and folders.epochs_done(tmp_path / "a") == 1
+    (tmp_path / "a" / "error.txt").write_text("x")
+    assert folders.state(tmp_path / "a") == folders.FAILED
+    write_run(tmp_path / "a", {}, [0.5, 0.6])
+    assert folders.state(tmp_path / "a") == folders.FINISHED  # a finished run wins over an old error.txt
