@@ -53,6 +53,24 @@ def test_matches_pytorch_op(base: str, shape: str, variant: str, dtype: torch.dt
     torch.testing.assert_close(g_k, g_t, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["gaaf_relu", "gaaf_tanh"])
+def test_half_precision_computes_in_float32_like_pytorch(name: str, dtype: torch.dtype) -> None:
+    x = _inputs(torch.float32)[0]
+    k_act, t_act = gk.get_activation(name, dtype=str(dtype).removeprefix("torch.")), gaaf.get_activation(name)
+    y_k, g_k = _value_and_grad(k_act, x.to(dtype))
+    y_t, g_t = _value_and_grad(t_act, x.to(dtype))
+    assert y_k.dtype == g_k.dtype == dtype
+    torch.testing.assert_close(y_k, y_t)
+    torch.testing.assert_close(g_k, g_t)
+    # computed in float32: for x < 0 relu's output is g(x) itself, which still varies (in half
+    # precision x·K would be an integer, so g ≡ −0.5/K)
+    xn = torch.linspace(-0.3, -0.1, 200).to(dtype)
+    y_half = gk.GAAF("relu", shape="none", dtype=str(dtype).removeprefix("torch."), autocast=False)(xn)
+    torch.testing.assert_close(y_half, gaaf.functional.gaaf(xn, "relu", shape="none"))
+    assert torch.unique(y_half).numel() > 20
+
+
 def test_gradient_is_accelerated_and_value_barely_moves() -> None:
     """g' = 1 ("floor") adds s(x) to φ'; the value moves by at most 0.5/K."""
     x = torch.tensor([-2.0, -0.5, 0.3, 1.7], dtype=torch.float64)

@@ -103,8 +103,15 @@ def shape_value(x: Any, spec: GAAFSpec) -> Any:
 
 
 def gaaf(x: Any, spec: GAAFSpec) -> Any:
-    """φ(x) + g(x)·s(x) for a validated spec, in keras.ops (elementwise; any shape)."""
-    return _BASES[spec.base](x) + sawtooth(x, spec.frequency, spec.variant) * shape_value(x, spec)
+    """φ(x) + g(x)·s(x) for a validated spec, in keras.ops (elementwise; any shape).
+
+    float16/bfloat16 inputs are computed in float32 and returned in their own dtype, as the
+    PyTorch op does: in half precision x·K (K = 1e4) is an integer, so g ≡ −0.5/K, for |x| ≳ 0.2.
+    """
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    xc = ops.cast(x, "float32") if dtype in ("float16", "bfloat16") else x
+    y = _BASES[spec.base](xc) + sawtooth(xc, spec.frequency, spec.variant) * shape_value(xc, spec)
+    return ops.cast(y, dtype) if xc is not x else y
 
 
 @keras.saving.register_keras_serializable(package="gaaf")
