@@ -169,9 +169,11 @@ class ActivationProbe:
         self.step_in_epoch = 0      # training calls seen this epoch
         self.samples = 0            # of which sampled
         self._site_handles: list[Any] = []
+        # run eagerly under torch.compile: traced, the Python step counter would be a guard and force
+        # a recompile per step; disabled, it is one graph break at the model's entry and exit
         self._handles = [
-            self.model.register_forward_pre_hook(self._on_model_call),
-            self.model.register_forward_hook(self._after_model_call),
+            self.model.register_forward_pre_hook(torch.compiler.disable(self._on_model_call)),
+            self.model.register_forward_hook(torch.compiler.disable(self._after_model_call)),
         ]
 
     # ------------------------------------------------------------------ hooks
@@ -184,8 +186,8 @@ class ActivationProbe:
         if sampled:
             self.samples += 1
             for i, (_, site) in enumerate(self.sites):
-                self._site_handles.append(site.register_forward_pre_hook(self._site_input_hook(i)))
-                self._site_handles.append(site.register_forward_hook(self._site_output_hook(i)))
+                self._site_handles.append(site.register_forward_pre_hook(torch.compiler.disable(self._site_input_hook(i))))
+                self._site_handles.append(site.register_forward_hook(torch.compiler.disable(self._site_output_hook(i))))
 
     def _after_model_call(self, module: nn.Module, args: Any, output: Any) -> None:
         self._remove_site_hooks()  # tensor hooks on this pass's tensors stay, for the backward

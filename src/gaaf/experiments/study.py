@@ -214,7 +214,7 @@ class _Validator:
             if spec.baseline is not None and spec.baseline not in {r.name for r, _ in runs}:
                 self.error(table, "baseline", f"{spec.baseline!r} names no run; choose one of: "
                                               + ", ".join(dict.fromkeys(r.name for r, _ in runs)))  # fmt: skip
-        if check_values and not self.problems:
+        if check_values:  # unknown keys were left out of base/overrides, so values can still be checked
             self._values(base, runs, seeds)
         if self.problems:
             # by line, so the list reads top to bottom like the file

@@ -31,7 +31,8 @@ from . import estimate, folders, trainopts
 from .study import Study
 
 #: config keys that may differ between a run folder and a re-run without changing the result
-_IGNORED_KEYS = {"out", "device", "data_dir", "download", "tensorboard", "compile", "channels_last"}
+#: (epochs too: a finished run with fewer epochs than asked is resumed and extended)
+_IGNORED_KEYS = {"out", "device", "data_dir", "download", "tensorboard", "compile", "channels_last", "epochs"}
 #: lines of a child's output kept for error.txt
 _TAIL_LINES = 60
 
@@ -77,6 +78,11 @@ def plan(study: Study, root: Path, overrides: dict[str, Any] | None = None,
             run = PlannedRun(spec.name, seed, config, folder, folders.config_path(root, spec.name, seed),
                              folders.state(folder))  # fmt: skip
             diff = config_differences(folder, config)
+            done = folders.epochs_done(folder)
+            if done > config["epochs"]:
+                diff = ", ".join(filter(None, [diff, f"has {done} epochs, more than the {config['epochs']} asked"]))
+            elif run.state == folders.FINISHED and done < config["epochs"] and run.resume:
+                run.state = folders.INTERRUPTED  # finished with fewer epochs: resume to extend it
             if diff:
                 conflicts.append(f"{run.label}: {diff}")
             runs.append(run)
@@ -258,9 +264,17 @@ class Sweep:
             import ray
         except ImportError:
             raise UserError("--backend ray needs the ray package: pip install 'gaaf[ray]' (or 'ray[default]')") from None
-        if not ray.is_initialized():
+        started = not ray.is_initialized()
+        if started:
             kwargs: dict[str, Any] = {"address": self.address} if self.address else {"num_cpus": os.cpu_count()}
-            ray.init(ignore_reinit_error=True, log_to_driver=False, include_dashboard=False, **kwargs)
+            ray.init(log_to_driver=False, include_dashboard=False, **kwargs)
+        try:
+            self._ray_tasks(ray, todo)
+        finally:
+            if started:  # leave a Ray the caller had started alone
+                ray.shutdown()
+
+    def _ray_tasks(self, ray: Any, todo: list[PlannedRun]) -> None:
         # each task reserves its share of CPUs, so Ray itself keeps at most `jobs` runs per node
         task = ray.remote(num_cpus=self.threads)(execute)
         env = child_env(self.threads)
