@@ -1,6 +1,8 @@
 """Functional GAAF: ``gaaf(x, base, shape=..., frequency=..., variant=..., **shape_params)``.
 
-(Initial version computes the reference composition; the fused autograd op replaces it.)
+Both run the fused, exact op :func:`gaaf.activations.fused.gaaf_fused` (saves only x for backward,
+closed-form derivative, finite for every finite input); :mod:`gaaf.activations.reference` keeps the
+plain composition as the ground truth.
 """
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ from typing import Callable
 
 import torch
 
-from .reference import DEFAULT_FREQUENCY, gaaf_reference
+from .fused import gaaf_fused
+from .reference import DEFAULT_FREQUENCY
 from .spec import GAAFSpec
 
 
 def gaaf_from_spec(x: torch.Tensor, spec: GAAFSpec) -> torch.Tensor:
-    return gaaf_reference(x, spec.base, spec.shape, spec.frequency, spec.variant, **spec.shape_params)
+    """φ(x) + g(x)·s(x) for an already validated :class:`GAAFSpec` (the module's fast path)."""
+    return gaaf_fused(x, spec)
 
 
 def gaaf(
@@ -26,3 +30,6 @@ def gaaf(
 ) -> torch.Tensor:
     """φ(x) + g(x)·s(x); see :mod:`gaaf.activations.reference` for the math."""
     return gaaf_from_spec(x, GAAFSpec.build(base, shape, frequency, variant, **shape_params))
+
+
+__all__ = ["gaaf", "gaaf_from_spec"]

@@ -101,7 +101,7 @@ def float_resolution_limit(dtype: torch.dtype, frequency: float = DEFAULT_FREQUE
 
     float32: 2**24 / 1e4 ≈ 1.68e3; float64: 2**53 / 1e4 ≈ 9.0e11.
     """
-    return 2.0 ** (torch.finfo(dtype).nmant + 1) / frequency
+    return 2.0 / torch.finfo(dtype).eps / frequency  # 2 / eps = 2**(mantissa bits + 1)
 
 
 __all__ = [

@@ -1,0 +1,180 @@
+r"""The fused, exact GAAF op: an autograd Function that saves only its input.
+
+Autograd on the reference composition φ(x) + g(x)·s(x) keeps several input-sized intermediates
+alive for backward (x·K, the sigmoid, the product terms, ...). :class:`GAAFFn` saves x alone and
+recomputes the derivative in closed form (:mod:`.pointwise`):
+
+.. math::  \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\,
+           \bigl(\phi'(x) + g'(x)\,s(x) + g(x)\,s'(x)\bigr)
+
+with g' = 1 ("floor") or sign(xK − round(xK)) ("round"). It matches autograd of
+:func:`gaaf.activations.reference.gaaf_reference` to float64 rounding (tested to 1e-12), and,
+unlike the reference, stays finite for every finite input: where x·K overflows the sawtooth's
+fractional part is 0 (g = −0.5/K), and beyond float resolution (|x| ≳ 1.68e3 in float32 at
+K = 1e4) every representable x·K is an integer anyway, so g ≡ −0.5/K and the forward is
+φ(x) − 0.5·s(x)/K (see :mod:`.pointwise`).
+
+Execution paths (all give the same numbers up to rounding):
+
+* **eager**: the math runs on a flat 1-D view of the input's storage through kernels compiled
+  once per (spec, dtype, device) (:mod:`.kernels`), or as plain ops where compiling is off,
+  failed, or not worthwhile. The output has ``torch.empty_like(x)``'s layout: a dense input's
+  exact strides (contiguous, channels_last, permuted), a contiguous/channels_last one otherwise.
+* **inside torch.compile / export / jit tracing**: the plain math, so the outer compiler traces
+  forward and backward with no graph break (``fullgraph=True`` works) and fuses them itself.
+
+float16/bfloat16 inputs (e.g. under autocast) are computed in float32 and returned in their
+own dtype; the Function sees no autocast (activations are not on autocast's cast lists).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from . import kernels
+from .kernels import eager_compile_enabled, set_eager_compile
+from .pointwise import _bwd, _fwd, base_value, callable_shape_value, compute_dtype, named_shape_and_slope, \
+    sawtooth_and_slope
+from .spec import GAAFSpec
+
+Tensor = torch.Tensor
+
+
+# --------------------------------------------------------------------------- layout helpers
+def _is_dense(t: Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill storage[offset : offset + numel] exactly once."""
+    expected = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _dense(x: Tensor) -> Tensor:
+    """x itself if dense, else a dense copy with ``torch.empty_like(x)``'s layout."""
+    if _is_dense(x):
+        return x
+    out = torch.empty_like(x)
+    out.copy_(x)
+    return out
+
+
+def _flat(t: Tensor) -> Tensor:
+    """(numel,) alias of a dense tensor's storage span, in memory order.
+
+    Built with ``set_`` so it is neither a view nor requires grad: the compiled kernels then see
+    the same kind of input every call (Dynamo guards on a view's base and on requires_grad).
+    """
+    out = t.new_empty((0,))
+    out.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
+    return out
+
+
+def _same_layout(t: Tensor, like: Tensor) -> bool:
+    return _is_dense(t) and all(a == b for a, b, n in zip(t.stride(), like.stride(), t.shape) if n != 1)
+
+
+def _unflat(flat: Tensor, like: Tensor) -> Tensor:
+    """A fresh (non-view) tensor with `like`'s shape and strides over the memory-ordered `flat`.
+
+    ``set_`` rather than ``as_strided`` so that the output of the autograd Function is not a view
+    (in-place ops on it, e.g. a following ``nn.ReLU(inplace=True)``, stay legal).
+    """
+    flat = flat.contiguous()
+    out = flat.new_empty((0,))
+    out.set_(flat.untyped_storage(), flat.storage_offset(), like.shape, like.stride())
+    return out
+
+
+def _tracing() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+_is_wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", lambda t: False)
+
+
+def _plain_only(*tensors: Tensor) -> bool:
+    """Tracing, or torch.func transforms (vmap/grad wrappers cannot be aliased with ``set_``)."""
+    return _tracing() or any(t.numel() == 0 or _is_wrapped(t) for t in tensors)
+
+
+def _check_input(x: Any) -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"GAAF expects a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"GAAF needs a floating-point tensor (float16, bfloat16, float32, float64), got {x.dtype}")
+
+
+# --------------------------------------------------------------------------- the autograd Function
+def _forward(x: Tensor, spec: GAAFSpec) -> Tensor:
+    if _plain_only(x):
+        return _fwd(x, spec)
+    xd = _dense(x)
+    return _unflat(kernels.forward_flat(_flat(xd), spec), xd)
+
+
+def _backward(x: Tensor, grad: Tensor, spec: GAAFSpec) -> Tensor:
+    if _plain_only(x, grad) or torch.is_grad_enabled():
+        # grad mode is on under create_graph=True: the plain ops keep the autograd graph
+        # (double backward); the storage aliasing below would cut it
+        return _bwd(x, grad, spec)
+    xd = _dense(x)
+    if not _same_layout(grad, xd):  # e.g. an expanded (stride 0) grad from .sum()
+        g2 = torch.empty_strided(xd.shape, xd.stride(), dtype=grad.dtype, device=grad.device)
+        g2.copy_(grad)
+        grad = g2
+    return _unflat(kernels.backward_flat(_flat(xd), _flat(grad), spec), xd)
+
+
+class GAAFFn(torch.autograd.Function):
+    """``GAAFFn.apply(x, spec)``: φ(x) + g(x)·s(x) saving only x; backward in closed form."""
+
+    @staticmethod
+    def forward(x: Tensor, spec: GAAFSpec) -> Tensor:  # type: ignore[override]
+        return _forward(x, spec)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Sequence[Any], output: Tensor) -> None:
+        x, spec = inputs
+        ctx.save_for_backward(x)  # the only tensor kept for backward
+        ctx.spec = spec
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> "tuple[Tensor | None, None]":  # type: ignore[override]
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        (x,) = ctx.saved_tensors
+        return _backward(x, grad, ctx.spec), None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: "tuple[int | None, None]", x: Tensor, spec: GAAFSpec) -> "tuple[Tensor, int | None]":
+        # pointwise: the batched tensor goes through as one bigger tensor, batch dim unchanged
+        return GAAFFn.apply(x, spec), in_dims[0]
+
+
+def _composed(x: Tensor, spec: GAAFSpec) -> Tensor:
+    """The overflow-safe math as an autograd-differentiated composition (same value and gradient).
+
+    Used for a callable shape inside torch.compile: the Function's backward would call
+    torch.autograd.grad on the callable, which the compiler cannot trace.
+    """
+    xc = x.to(compute_dtype(x.dtype))
+    g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
+    if callable(spec.shape):
+        s: Any = callable_shape_value(xc, spec.shape)
+    else:
+        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
+    return (base_value(xc, spec.base) + g * s).to(x.dtype)
+
+
+def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
+    """φ(x) + g(x)·s(x) for a validated spec, through :class:`GAAFFn` (output dtype = x's dtype)."""
+    _check_input(x)
+    if callable(spec.shape) and _tracing():
+        return _composed(x, spec)
+    return GAAFFn.apply(x, spec)
+
+
+__all__ = ["GAAFFn", "gaaf_fused", "set_eager_compile", "eager_compile_enabled", "_fwd", "_bwd"]

@@ -1,0 +1,176 @@
+"""Eager fusion: the pointwise GAAF math compiled once per (spec, dtype, device) by ``torch.compile``.
+
+Plain eager PyTorch runs the ~15 elementwise ops of GAAF as ~15 kernels, each reading and writing
+a whole tensor. Compiled, forward and backward are one loop each. Kernels are built lazily, on
+first use, for 1-D contiguous inputs with a dynamic length (``dynamic=True``): the fused op hands
+them a flat view of the tensor's storage, so shapes and memory layouts never cause a recompile.
+The spec's numbers are constants baked into the generated code (see :func:`_build`).
+
+The plain math is used instead, with identical results up to floating-point rounding:
+
+* when disabled: ``GAAF_NO_COMPILE=1`` in the environment, or :func:`set_eager_compile(False)
+  <set_eager_compile>`;
+* after compilation failed once (warned once, remembered for the process);
+* for a callable shape (it may not be traceable), and tensors under
+  :data:`EAGER_COMPILE_MIN_NUMEL` elements (launch overhead dominates, and tests stay fast);
+* inside an outer ``torch.compile`` / export / ``torch.jit`` trace (decided in :mod:`.fused`).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
+
+import torch
+
+from .pointwise import _bwd, _fwd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .spec import GAAFSpec
+
+Tensor = torch.Tensor
+
+#: Tensors with fewer elements run the plain math (a compiled call costs tens of microseconds).
+EAGER_COMPILE_MIN_NUMEL = 1 << 15
+
+_enabled: Optional[bool] = None  # None: follow the GAAF_NO_COMPILE environment variable
+_failed: Optional[str] = None  # why compilation was given up, once it failed
+_cache: "dict[tuple, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]]" = {}
+_lock = threading.Lock()
+_names = itertools.count()  # unique kernel names (for Dynamo's logs and caches)
+
+
+def set_eager_compile(enabled: Optional[bool]) -> None:
+    """Turn the compiled eager kernels on (True) or off (False); None follows ``GAAF_NO_COMPILE``.
+
+    Either way the results agree to floating-point rounding; off is slower but never compiles.
+    """
+    global _enabled
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ValueError(f"set_eager_compile takes True, False or None, got {enabled!r}")
+    _enabled = enabled
+
+
+def eager_compile_enabled() -> bool:
+    """Whether eager calls may use compiled kernels (not disabled, and compilation has not failed)."""
+    if _failed is not None:
+        return False
+    if _enabled is not None:
+        return _enabled and not _env_disabled()
+    return not _env_disabled()
+
+
+def _env_disabled() -> bool:
+    return os.environ.get("GAAF_NO_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def spec_key(spec: "GAAFSpec") -> tuple:
+    """A hashable identity of a named-shape spec (its shape_params dict is not hashable)."""
+    return (spec.base, spec.shape, spec.frequency, spec.variant, tuple(sorted(spec.shape_params.items())))
+
+
+class _Consts(NamedTuple):
+    """The spec's fields, rebuilt inside a kernel from literals so Dynamo sees constants."""
+
+    base: str
+    shape: str
+    frequency: float
+    variant: str
+    shape_params: "dict[str, float]"
+
+
+_KERNEL_SOURCE = """
+def {name}_fwd(x):  # x: (n,) contiguous
+    return _fwd(x, _Consts({consts}))
+
+def {name}_bwd(x, grad):  # x, grad: (n,) contiguous
+    return _bwd(x, grad, _Consts({consts}))
+"""
+
+
+def _build(spec: "GAAFSpec", name: str) -> "tuple[Callable, Callable]":
+    """Compile forward and backward for one spec.
+
+    The spec's numbers are written into generated source as literals (``repr`` of a float
+    round-trips exactly): closure or global floats would become runtime inputs of the kernel
+    (Dynamo does not specialize floats), costing a load and a true division per element. Each
+    exec also makes fresh code objects, so Dynamo's per-code-object cache (and its recompile
+    limit) holds one entry per kernel however many specs a program uses.
+    """
+    consts = ", ".join(
+        [repr(spec.base), repr(spec.shape), repr(float(spec.frequency)), repr(spec.variant),
+         repr({k: float(v) for k, v in spec.shape_params.items()})]
+    )
+    namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
+    exec(compile(_KERNEL_SOURCE.format(name=name, consts=consts), f"<gaaf kernel {name}>", "exec"), namespace)
+    fwd, bwd = namespace[f"{name}_fwd"], namespace[f"{name}_bwd"]
+    return (torch.compile(fwd, dynamic=True, fullgraph=True),  # type: ignore[arg-type]
+            torch.compile(bwd, dynamic=True, fullgraph=True))  # type: ignore[arg-type]
+
+
+def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[Callable, Callable]":
+    key = (spec_key(spec), x.dtype, x.device.type)
+    kernels = _cache.get(key)
+    if kernels is None:
+        with _lock:
+            kernels = _cache.get(key)
+            if kernels is None:
+                kernels = _cache[key] = _build(spec, f"gaaf_{next(_names)}")
+    return kernels
+
+
+def _usable(spec: "GAAFSpec", x: Tensor) -> bool:
+    return not callable(spec.shape) and x.numel() >= EAGER_COMPILE_MIN_NUMEL and eager_compile_enabled()
+
+
+def _give_up(err: BaseException) -> None:
+    global _failed
+    first = (str(err).strip().splitlines() or [""])[0][:200]
+    _failed = f"{type(err).__name__}: {first}"
+    warnings.warn(
+        f"gaaf: compiling the fused GAAF kernels failed ({_failed}); using the unfused eager math "
+        "from now on (same results, slower). Set GAAF_NO_COMPILE=1 to skip compiling.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+def forward_flat(x: Tensor, spec: "GAAFSpec") -> Tensor:
+    """φ(x) + g(x)·s(x) of a 1-D contiguous tensor: the compiled kernel where usable, else plain."""
+    if _usable(spec, x):
+        try:
+            return _kernels(spec, x)[0](x)
+        except Exception as err:  # compile errors surface on the first call
+            _give_up(err)
+    return _fwd(x, spec)
+
+
+def backward_flat(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
+    """grad·φ_new'(x) of 1-D contiguous tensors: the compiled kernel where usable, else plain."""
+    if _usable(spec, x):
+        try:
+            return _kernels(spec, x)[1](x, grad)
+        except Exception as err:
+            _give_up(err)
+    return _bwd(x, grad, spec)
+
+
+def compile_failure() -> Optional[str]:
+    """Why compilation was given up (``"Type: message"``), or None if it has not failed."""
+    return _failed
+
+
+def _reset_for_tests() -> None:
+    """Forget compiled kernels and a recorded failure (tests only)."""
+    global _failed
+    with _lock:
+        _cache.clear()
+        _failed = None
+
+
+__all__ = [
+    "EAGER_COMPILE_MIN_NUMEL", "set_eager_compile", "eager_compile_enabled", "forward_flat",
+    "backward_flat", "compile_failure", "spec_key",
+]

@@ -1,0 +1,227 @@
+r"""Closed-form, overflow-safe pointwise math of GAAF: the forward value and the exact derivative.
+
+This is what the fused op (:mod:`gaaf.activations.fused`) runs, either as plain eager ops or
+through ``torch.compile``'d kernels. Every function here is elementwise: a tensor of any shape in,
+the same shape out. With :math:`y = xK`:
+
+.. math::
+
+    \phi_{new}(x)  = \phi(x) + g(x)\,s(x)
+    \phi_{new}'(x) = \phi'(x) + g'(x)\,s(x) + g(x)\,s'(x)
+
+    g(x) = (y - \lfloor y \rfloor - 0.5)/K,\quad g' = 1                    \quad\text{("floor")}
+    g(x) = (|y - \mathrm{round}(y)| - 0.5)/K,\quad g' = \mathrm{sign}(y - \mathrm{round}(y))  \quad\text{("round")}
+
+Finite in, finite out. For a finite x the value and the gradient are finite:
+
+* **x·K overflows** (|x| > finfo.max / K, e.g. |x| > 3.4e34 in float32 at K = 1e4): the naive
+  ``y - floor(y)`` is ``inf - inf = NaN``. There y is treated as an integer: the fractional
+  part is 0, so g = −0.5/K; g' stays 1 for "floor" (the slope of the formula) and is 0 for
+  "round" (sign(0)).
+* **x·K beyond float resolution** (|x| ≥ 2**(nmant+1)/K, see
+  :func:`gaaf.activations.reference.float_resolution_limit`: ≈ 1.68e3 in float32 and 9.0e11 in
+  float64 at K = 1e4): every representable x·K is already an integer, so floor(y) = y and
+  g ≡ −0.5/K exactly; the forward is φ(x) − 0.5·s(x)/K and the sawtooth no longer moves the
+  value (its derivative g' still does, which is the point of GAAF). The overflow rule above
+  simply continues this.
+* **Gaussian shape**: (x − c)² overflows to inf, s = exp(−inf) = 0, and the naive
+  s' = s·(−2(x − c)/width) would be 0·inf = NaN; s' is defined as 0 wherever s = 0.
+* Base activations use the same saturating forms as PyTorch's kernels (softplus switches to x
+  above threshold 20, exp(−x²/2) underflows to 0 in the gelu derivative, ...).
+
+Inputs in float16/bfloat16 (or any float type narrower than float32) are computed in float32
+and the result is cast back to the input's dtype.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, Union
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .spec import GAAFSpec
+
+Tensor = torch.Tensor
+Num = Union[Tensor, float]  # a tensor, or a Python number standing for a constant tensor
+
+_SQRT1_2 = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_LEAKY_SLOPE = 0.01  # F.leaky_relu's default negative_slope
+_SOFTPLUS_THRESHOLD = 20.0  # F.softplus's default threshold (beta 1)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the math runs in: float32 for half types, otherwise the dtype itself."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+# --------------------------------------------------------------------------- base activations φ
+def base_value(x: Tensor, base: str) -> Tensor:
+    """φ(x) with PyTorch's default parameters (the same calls as reference.BASES)."""
+    if base == "relu":
+        return torch.relu(x)
+    if base == "tanh":
+        return torch.tanh(x)
+    if base == "sigmoid":
+        return torch.sigmoid(x)
+    if base == "leaky_relu":
+        return F.leaky_relu(x, _LEAKY_SLOPE)
+    if base == "elu":
+        return F.elu(x)
+    if base == "gelu":
+        return F.gelu(x)
+    if base == "silu":
+        return F.silu(x)
+    if base == "softplus":
+        return F.softplus(x)
+    raise ValueError(f"unknown base activation {base!r}")
+
+
+def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
+    r"""φ'(x) + rest, with φ' exactly as PyTorch's backward kernels define it.
+
+    Adding ``rest`` inside lets the piecewise bases pick between two sums with one ``where``
+    (no constant tensors needed, so the dtype is always x's).
+
+    relu: 1 if x > 0 else 0 · leaky_relu: 1 if x > 0 else 0.01 · elu: 1 if x > 0 else eˣ ·
+    tanh: 1 − tanh² · sigmoid: σ(1 − σ) · gelu: Φ(x) + x·e^{−x²/2}/√(2π) ·
+    silu: σ(1 + x(1 − σ)) · softplus: 1 if x > 20 else σ(x).
+    """
+    pos = x > 0
+    if base == "relu":
+        return torch.where(pos, rest + 1.0, rest)
+    if base == "leaky_relu":
+        return torch.where(pos, rest + 1.0, rest + _LEAKY_SLOPE)
+    if base == "elu":
+        # exp(x) of a large positive x is inf but only in the branch that `where` drops
+        return torch.where(pos, rest + 1.0, rest + torch.exp(x))
+    if base == "tanh":
+        t = torch.tanh(x)
+        return rest + (1.0 - t * t)
+    if base == "sigmoid":
+        sg = torch.sigmoid(x)
+        return rest + sg * (1.0 - sg)
+    if base == "gelu":
+        cdf = 0.5 * (1.0 + torch.erf(x * _SQRT1_2))
+        pdf = torch.exp(-0.5 * (x * x)) * _INV_SQRT_2PI  # x² → inf gives exp(−inf) = 0, and x·0 = 0
+        return rest + (cdf + x * pdf)
+    if base == "silu":
+        sg = torch.sigmoid(x)
+        return rest + sg * (1.0 + x * (1.0 - sg))
+    if base == "softplus":
+        return torch.where(x > _SOFTPLUS_THRESHOLD, rest + 1.0, rest + torch.sigmoid(x))
+    raise ValueError(f"unknown base activation {base!r}")
+
+
+# --------------------------------------------------------------------------- sawtooth g
+def sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tensor, Num]":
+    """(g(x), g'(x)), overflow-safe: where x·K is ±inf the fractional part counts as 0.
+
+    ``|y| == inf`` (not ``~isfinite``) keeps NaN inputs NaN instead of hiding them, and unlike
+    ``isinf`` it compiles to a vectorized compare.
+    """
+    y = x * frequency
+    overflow = torch.abs(y) == math.inf
+    if variant == "floor":
+        frac = torch.where(overflow, 0.0, y - torch.floor(y))
+        return (frac - 0.5) / frequency, 1.0
+    if variant == "round":
+        d = torch.where(overflow, 0.0, y - torch.round(y))  # in [−0.5, 0.5]
+        return (torch.abs(d) - 0.5) / frequency, torch.sign(d)
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+# --------------------------------------------------------------------------- shape s
+def named_shape_and_slope(x: Tensor, shape: str, params: "dict[str, float]") -> "tuple[Num, Num]":
+    """(s(x), s'(x)) for the named shapes; Python numbers stand for constants.
+
+    sigmoid: s = σ(a(x + b)), s' = a·s(1 − s) · gaussian: s = exp(−(x − c)²/w),
+    s' = s·(−2(x − c)/w), 0 where s = 0 · none: s = 1, s' = 0.
+    """
+    if shape == "sigmoid":
+        slope, shift = params["slope"], params["shift"]
+        if slope == 0.0:  # 0·(x + b) is NaN where x + b overflows; s is the constant 1/2
+            return 0.5, 0.0
+        s = torch.sigmoid(slope * (x + shift))
+        return s, slope * (s * (1.0 - s))
+    if shape == "gaussian":
+        center, width = params["center"], params["width"]
+        d = x - center
+        s = torch.exp(-(d**2) / width)
+        ds = torch.where(s > 0, s * (d * (-2.0 / width)), 0.0)  # d = ±inf: 0·inf would be NaN
+        return s, ds
+    if shape == "none":
+        return 1.0, 0.0
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def callable_shape_value(x: Tensor, shape: Callable[[Tensor], Tensor]) -> Tensor:
+    """s(x) from a user callable, checked to be a tensor broadcastable to x and cast to x's dtype."""
+    s = shape(x)
+    if not isinstance(s, Tensor):
+        raise ValueError(f"shape callable {shape!r} must return a tensor, got {type(s).__name__}")
+    if s.shape != x.shape:
+        try:
+            s = torch.broadcast_to(s, x.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"shape callable {shape!r} returned shape {tuple(s.shape)}, "
+                f"which does not broadcast to the input's {tuple(x.shape)}"
+            ) from None
+    return s.to(x.dtype)
+
+
+# --------------------------------------------------------------------------- forward / backward
+def _upcast(t: Tensor) -> Tensor:
+    return t.to(compute_dtype(t.dtype))
+
+
+def _fwd(x: Tensor, spec: "GAAFSpec") -> Tensor:
+    """φ(x) + g(x)·s(x), in float32 for half inputs, returned in x's dtype."""
+    xc = _upcast(x)
+    g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
+    if callable(spec.shape):
+        s: Num = callable_shape_value(xc, spec.shape)
+    else:
+        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
+    return (base_value(xc, spec.base) + g * s).to(x.dtype)
+
+
+def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
+    """grad · (φ'(x) + g'(x)·s(x) + g(x)·s'(x)), in x's dtype.
+
+    For a callable shape, s and the g·s' term are recomputed with autograd on a detached copy
+    of x: the term is the vector-Jacobian product of s with grad·g, which is exact for any
+    differentiable callable (for a pointwise one it equals grad·g·s').
+    """
+    xc, gc = _upcast(x), grad.to(compute_dtype(x.dtype))
+    g, dg = sawtooth_and_slope(xc, spec.frequency, spec.variant)
+    if callable(spec.shape):
+        with torch.enable_grad():
+            xd = xc.detach().requires_grad_(True)
+            s_t = callable_shape_value(xd, spec.shape)
+        total = base_slope_plus(xc, spec.base, _as_tensor(dg * s_t.detach(), xc))
+        out = gc * total
+        if s_t.requires_grad:
+            (vjp,) = torch.autograd.grad(s_t, xd, gc * g, allow_unused=True)
+            if vjp is not None:
+                out = out + vjp
+        return out.to(x.dtype)
+    s, ds = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
+    rest = dg * s
+    if not (isinstance(ds, float) and ds == 0.0):
+        rest = rest + g * ds
+    return (gc * base_slope_plus(xc, spec.base, _as_tensor(rest, xc))).to(x.dtype)
+
+
+def _as_tensor(v: Num, like: Tensor) -> Tensor:
+    """A Python number as a constant tensor shaped like `like` (shape "none" + variant "floor")."""
+    return v if isinstance(v, Tensor) else torch.full_like(like, v)
+
+
+__all__ = [
+    "compute_dtype", "base_value", "base_slope_plus", "sawtooth_and_slope",
+    "named_shape_and_slope", "callable_shape_value", "_fwd", "_bwd",
+]
