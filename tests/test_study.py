@@ -95,6 +95,7 @@ published_source = "blog"
         "line 2: seeds: has duplicates",
         "line 3: bogus: unknown key; allowed: title, description, seeds, baseline, base, runs, grid",
         "line 4: baseline: 'nope' names no run; choose one of: relu, a, g",
+        "line 8: base.epochs: epochs must be an integer, got 'ten'",  # values are checked too
         "line 9: base.seed: not allowed in a study: use the top-level `seeds = [...]` list",
         "line 14: runs[0].published: must be an accuracy fraction in [0, 1]; got 80.84 (write 0.8084)",
         "line 21: runs[2].name: duplicate run name 'relu' (first at runs[0], line 12)",

@@ -151,7 +151,8 @@ def _t_cdf(x: float, df: float) -> float:
     """F_ν(x) = 1 − ½·I_{ν/(ν+x²)}(ν/2, ½) for x ≥ 0, and by symmetry for x < 0."""
     if math.isinf(x):
         return 1.0 if x > 0 else 0.0
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + x * x))  # P(T > |x|)
+    # pass 1 − z = x²/(ν + x²) computed directly: 1 − z by subtraction loses digits near x = 0
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + x * x), x * x / (df + x * x))  # P(T > |x|)
     return 1.0 - tail if x >= 0 else tail
 
 
@@ -175,20 +176,19 @@ def _t_quantile(p: float, df: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b) (Numerical Recipes §6.4: continued fraction,
-    using the symmetry I_x(a, b) = 1 − I_{1−x}(b, a) where the fraction converges slowly)."""
+def _betainc(a: float, b: float, x: float, y: float | None = None) -> float:
+    """Regularized incomplete beta I_x(a, b), y = 1 − x (Numerical Recipes §6.4: continued
+    fraction, using the symmetry I_x(a, b) = 1 − I_y(b, a) where the fraction converges slowly)."""
+    y = 1.0 - x if y is None else y
     if x <= 0.0:
         return 0.0
-    if x >= 1.0:
+    if y <= 0.0:
         return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y)
     front = math.exp(log_front)
     if x < (a + 1.0) / (a + b + 2.0):
         return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+    return 1.0 - front * _betacf(b, a, y) / b
 
 
 def _betacf(a: float, b: float, x: float) -> float:
