@@ -1,0 +1,102 @@
+"""Models for GAAF experiments: the Keras CIFAR ResNets (v1, v2) and an MNIST-style MLP.
+
+    from gaaf.models import build_model, activation_sites, count_parameters
+    net = build_model("resnet20_v1", 10, (3, 32, 32), "gaaf_relu", {"shift": -1.0})
+    count_parameters(net)        # 273066
+    len(activation_sites(net))   # 19: stem + 2 per block, all GAAF
+
+Names: ``resnet{depth}_v1`` (depth 6n+2), ``resnet{depth}_v2`` (depth 9n+2), ``mlp``.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import re
+from typing import Any, Sequence
+
+from torch import nn
+
+from ._sites import ActivationArg, activation_sites, count_parameters
+from .mlp import MLP, mlp
+from .resnet import ResNet, check_depth, resnet_v1, resnet_v2
+
+__all__ = [
+    "MLP", "ResNet", "activation_sites", "build_model", "count_parameters", "list_models", "mlp",
+    "resnet_v1", "resnet_v2",
+]
+
+_RESNET_NAME = re.compile(r"resnet(\d+)_v(\d+)")
+_PATTERNS = ("resnet{6n+2}_v1", "resnet{9n+2}_v2", "mlp")
+_EXAMPLES = (
+    "resnet20_v1", "resnet32_v1", "resnet44_v1", "resnet56_v1", "resnet110_v1",
+    "resnet20_v2", "resnet56_v2", "resnet110_v2", "resnet164_v2", "mlp",
+)
+
+
+def list_models() -> list[str]:
+    """Example model names (any depth that fits a pattern of :func:`build_model` is accepted)."""
+    return list(_EXAMPLES)
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    in_shape: Sequence[int],
+    activation: ActivationArg = "relu",
+    act_params: "dict[str, Any] | None" = None,
+    *,
+    stem_activation: "ActivationArg | None" = None,
+    batch_norm: bool = True,
+    hidden: "Sequence[int] | None" = None,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """Build a model by name for inputs of shape `in_shape` = (C, H, W).
+
+    Args:
+        name: "resnet{depth}_v1" (depth 6n+2), "resnet{depth}_v2" (depth 9n+2) or "mlp".
+        num_classes: output width (logits).
+        in_shape: (C, H, W) of one input; a ResNet needs H, W ≥ 29 (pad MNIST to 32).
+        activation, act_params: the activation at every site (registry name or class/factory).
+        stem_activation: ResNets only; None = `activation`, "relu" = the seed's v1 stem.
+        batch_norm: ResNets only; False builds the nets without BatchNorm (the MLP has none).
+        hidden, dropout: MLP only; hidden defaults to (512, 512).
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"model name must be a string, got {name!r}")
+    key = name.strip().lower()
+    shape = _check_shape(in_shape)
+    params = dict(act_params or {})
+
+    if key == "mlp":
+        if stem_activation is not None:
+            raise ValueError("stem_activation applies to ResNets only; 'mlp' has no stem")
+        widths = (512, 512) if hidden is None else hidden
+        return mlp(math.prod(shape), num_classes, widths, activation, dropout, **params)
+
+    match = _RESNET_NAME.fullmatch(key)
+    if match is None:
+        raise ValueError(
+            f"unknown model {name!r}; names follow the patterns {', '.join(_PATTERNS)} "
+            f"(e.g. {', '.join(_EXAMPLES)})"
+        )
+    if hidden is not None or dropout:
+        raise ValueError(f"hidden and dropout apply to 'mlp' only, not {name!r}")
+    depth, version = int(match.group(1)), int(match.group(2))
+    if version not in (1, 2):
+        raise ValueError(f"unknown ResNet version in {name!r}; choose v1 (depth 6n+2) or v2 (depth 9n+2)")
+    check_depth(version, depth)
+    builder = resnet_v1 if version == 1 else resnet_v2
+    return builder(
+        depth, num_classes, activation, stem_activation=stem_activation, in_channels=shape[0],
+        batch_norm=batch_norm, input_size=(shape[1], shape[2]), **params,
+    )
+
+
+def _check_shape(in_shape: Sequence[int]) -> "tuple[int, int, int]":
+    try:
+        shape = tuple(operator.index(d) for d in in_shape if not isinstance(d, bool))
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or len(tuple(in_shape)) != 3 or min(shape) < 1:
+        raise ValueError(f"in_shape must be (C, H, W) with positive integers, got {in_shape!r}")
+    return shape  # type: ignore[return-value]

@@ -1,0 +1,317 @@
+"""CIFAR ResNets v1 and v2: PyTorch ports of the Keras example ``examples/cifar10_resnet.py``.
+
+The GAAF seed code extended that example, so these nets follow it layer for layer: its
+``resnet_layer`` (Conv2D-BN-Activation, or BN-Activation-Conv2D when ``conv_first=False``),
+``resnet_v1`` (He et al. 2015, arXiv:1512.03385) and ``resnet_v2`` (He et al. 2016,
+arXiv:1603.05027). Everything Keras does by default is done here too:
+
+- Conv2D ``padding="same"`` (TensorFlow rule: a stride-2 3×3 conv on an even-sized map pads
+  0 before and 1 after, see :class:`Conv2dSame`), with a bias (``use_bias=True``);
+- ``kernel_initializer="he_normal"`` for every conv and the Dense head, zero biases;
+- ``BatchNormalization()``: momentum 0.99 / epsilon 1e-3, i.e. PyTorch momentum 0.01, eps 1e-3;
+- ``AveragePooling2D(pool_size=8)`` (stride 8, "valid"), ``Flatten()``, ``Dense(num_classes)``.
+  The head returns logits: the example's softmax belongs in the loss (``F.cross_entropy``).
+
+Not part of the module: the example's ``kernel_regularizer=l2(1e-4)`` on conv kernels (loss term
+1e-4·Σw², gradient 2e-4·w; the Dense kernel has none) is the training loop's business.
+
+Architecture (n residual blocks per stage; a "site" is one activation module):
+
+    ===========  ======================================  =====================================
+                 v1, depth 6n+2 (basic blocks)           v2, depth 9n+2 (pre-act bottlenecks)
+    ===========  ======================================  =====================================
+    stem         conv3×3 16, BN, act                     conv3×3 16, BN, act
+    stage 1      [conv3×3 16, BN, act, conv3×3 16, BN]   [BN, act, conv1×1 16, BN, act,
+                 + x, act                    × n          conv3×3 16, BN, act, conv1×1 64] + x × n
+    stage 2      same, 32 filters, first conv stride 2   16→ 64 in / 128 out, first 1×1 stride 2
+    stage 3      same, 64 filters, first conv stride 2   128 in / 256 out, first 1×1 stride 2
+    head         avgpool 8, flatten, dense               BN, act, avgpool 8, flatten, dense
+    shortcut     conv1×1 (no BN) where the shape         conv1×1 (no BN) in every stage's first
+                 changes (stages 2, 3), else identity    block, else identity
+    sites        6n + 1                                  9n + 1 (stage 1's first block has no
+                                                         BN-act before its first conv)
+    ===========  ======================================  =====================================
+
+Trainable parameters: ResNet20 v1 273,066; ResNet56 v2 1,663,338 (as Keras's model.summary()).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._init import batch_norm2d, init_keras_
+from ._sites import ActivationArg, SiteFactory, site_factory
+
+Size2 = Union[int, "tuple[int, int]"]
+
+#: Depth rule, canonical examples and block type per version.
+_DEPTH_RULE = {1: (6, "6n+2"), 2: (9, "9n+2")}
+_DEPTH_EXAMPLES = {1: (8, 14, 20, 26, 32, 44, 56, 110), 2: (11, 20, 29, 38, 56, 110, 164)}
+_POOL = 8  # AveragePooling2D(pool_size=8)
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow/Keras ``padding="same"``: out = ceil(in / stride).
+
+    TF pads ``total = max((out − 1)·stride + k − in, 0)`` with ``total // 2`` before and the rest
+    after; for a stride-2 3×3 conv on an even size that is (0, 1), where PyTorch's symmetric
+    ``padding=1`` would shift the sampling grid by one pixel. Only strided convs need this
+    (stride 1 with an odd kernel is symmetric), so only they use it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, C, H, W); pad W then H as F.pad wants (left, right, top, bottom)
+        pad_h = _same_pad(x.shape[-2], self.kernel_size[0], self.stride[0])
+        pad_w = _same_pad(x.shape[-1], self.kernel_size[1], self.stride[1])
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        return super().forward(x)
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> int:
+    out = -(-size // stride)  # ceil(size / stride)
+    return max((out - 1) * stride + kernel - size, 0)
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """3×3 Conv2D, "same" padding, with bias."""
+    if stride == 1:
+        return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=1, padding=1, bias=True)
+    return Conv2dSame(in_planes, out_planes, kernel_size=3, stride=stride)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    """1×1 Conv2D with bias; "same" padding is zero padding for a 1×1 kernel at any stride."""
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, padding=0, bias=True)
+
+
+def _norm(channels: int, enabled: bool) -> nn.Module:
+    return batch_norm2d(channels) if enabled else nn.Identity()
+
+
+class BasicBlock(nn.Module):
+    """v1 residual unit: act(shortcut(x) + BN(conv3×3(act(BN(conv3×3(x)))))).
+
+    The last activation comes after the addition (Keras: ``Activation('relu')`` after ``add``).
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int, act: SiteFactory, batch_norm: bool) -> None:
+        super().__init__()
+        # registration order = forward order, so activation_sites() lists sites in forward order
+        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn1 = _norm(planes, batch_norm)
+        self.act1 = act()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = _norm(planes, batch_norm)
+        # linear projection (no BN, no activation) only where the shape changes
+        project = stride != 1 or in_planes != planes
+        self.shortcut = conv1x1(in_planes, planes, stride) if project else nn.Identity()
+        self.act2 = act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act1(self.bn1(self.conv1(x)))  # (N, planes, H/s, W/s)
+        y = self.bn2(self.conv2(y))
+        return self.act2(self.shortcut(x) + y)
+
+
+class Bottleneck(nn.Module):
+    """v2 pre-activation bottleneck: shortcut(x) + conv1×1(act(BN(conv3×3(act(BN(conv1×1(act(BN(x))))))))).
+
+    ``preact=False`` (the very first block of the net) drops the leading BN-act, as the Keras
+    example does with ``activation=None, batch_normalization=False``: the stem just applied them.
+    The stride sits on the first 1×1 conv and on the 1×1 projection shortcut.
+    """
+
+    def __init__(
+        self,
+        in_planes: int,
+        mid_planes: int,
+        out_planes: int,
+        stride: int,
+        act: SiteFactory,
+        batch_norm: bool,
+        *,
+        preact: bool = True,
+        project: bool = False,
+    ) -> None:
+        super().__init__()
+        self.bn1 = _norm(in_planes, batch_norm and preact)
+        self.act1 = act() if preact else nn.Identity()
+        self.conv1 = conv1x1(in_planes, mid_planes, stride)
+        self.bn2 = _norm(mid_planes, batch_norm)
+        self.act2 = act()
+        self.conv2 = conv3x3(mid_planes, mid_planes)
+        self.bn3 = _norm(mid_planes, batch_norm)
+        self.act3 = act()
+        self.conv3 = conv1x1(mid_planes, out_planes)
+        # the shortcut reads the raw x, not the pre-activated one (Keras passes `x`, not `y`)
+        self.shortcut = conv1x1(in_planes, out_planes, stride) if project else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(self.act1(self.bn1(x)))  # (N, mid, H/s, W/s)
+        y = self.conv2(self.act2(self.bn2(y)))
+        y = self.conv3(self.act3(self.bn3(y)))  # (N, out, H/s, W/s)
+        return self.shortcut(x) + y
+
+
+class ResNet(nn.Module):
+    """stem → stage1 → stage2 → stage3 → head (v2: BN-act; v1: none) → avgpool 8 → flatten → fc."""
+
+    def __init__(
+        self, stem: nn.Module, stages: "list[nn.Module]", head: nn.Module, fc_in: int, num_classes: int,
+        *, version: int, depth: int,
+    ) -> None:
+        super().__init__()
+        self.version, self.depth = version, depth
+        self.stem = stem
+        self.stage1, self.stage2, self.stage3 = stages
+        self.head = head
+        self.pool = nn.AvgPool2d(kernel_size=_POOL, stride=_POOL)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(fc_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (N, 16, H, W)
+        x = self.stage3(self.stage2(self.stage1(x)))  # (N, C, ceil(H/4), ceil(W/4))
+        x = self.pool(self.head(x))  # (N, C, h, w), 1×1 for 32×32 inputs
+        return self.fc(self.flatten(x))  # logits (N, num_classes)
+
+    def extra_repr(self) -> str:
+        return f"version={self.version}, depth={self.depth}"
+
+
+def check_depth(version: int, depth: Any) -> int:
+    """Blocks per stage n for a valid depth, else ValueError naming the rule and valid depths."""
+    step, rule = _DEPTH_RULE[version]
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < step + 2 or (depth - 2) % step:
+        examples = ", ".join(str(d) for d in _DEPTH_EXAMPLES[version])
+        raise ValueError(f"resnet{depth}_v{version}: depth must be {rule} with n ≥ 1: {examples}, ...")
+    return (depth - 2) // step
+
+
+def _pooled_size(size: int, depth: int, version: int) -> int:
+    """Side of the map after two stride-2 stages and the 8×8 "valid" average pool."""
+    final = -(-(-(-size // 2)) // 2)  # ceil(ceil(size / 2) / 2)
+    if final < _POOL:
+        raise ValueError(
+            f"resnet{depth}_v{version}: inputs must be at least 29 pixels on each side so the final "
+            f"{final}×{final} map fits the 8×8 average pool, got {size}; pad the images (e.g. MNIST to 32)"
+        )
+    return (final - _POOL) // _POOL + 1
+
+
+def _resnet(
+    version: int,
+    depth: int,
+    num_classes: int,
+    activation: ActivationArg,
+    stem_activation: "ActivationArg | None",
+    in_channels: int,
+    batch_norm: bool,
+    input_size: Size2,
+    act_params: "dict[str, Any]",
+) -> ResNet:
+    n = check_depth(version, depth)
+    for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    pooled = _pooled_size(h, depth, version) * _pooled_size(w, depth, version)
+
+    act = site_factory(activation, act_params)
+    # the stem gets its own activation only when asked (stem_activation="relu" = the seed's v1)
+    stem_act = act if stem_activation is None else site_factory(stem_activation, what="stem_activation")
+    stem = nn.Sequential(OrderedDict(conv=conv3x3(in_channels, 16), bn=_norm(16, batch_norm), act=stem_act()))
+
+    stages: list[nn.Module] = []
+    if version == 1:
+        in_planes = 16
+        for stage, planes in enumerate((16, 32, 64)):
+            blocks = [
+                BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, batch_norm)
+                for b in range(n)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            in_planes = planes
+        head: nn.Module = nn.Identity()  # v1 has no BN-act after the last addition
+        out_planes = 64
+    else:
+        mid = 16  # Keras num_filters_in
+        for stage in range(3):
+            out_planes = mid * 4 if stage == 0 else mid * 2
+            in_planes = mid  # the stem's 16, then the previous stage's output
+            blocks = [
+                Bottleneck(
+                    in_planes if b == 0 else out_planes, mid, out_planes, 2 if stage > 0 and b == 0 else 1,
+                    act, batch_norm, preact=not (stage == 0 and b == 0), project=b == 0,
+                )
+                for b in range(n)
+            ]
+            stages.append(nn.Sequential(*blocks))
+            mid = out_planes
+        head = nn.Sequential(OrderedDict(bn=_norm(out_planes, batch_norm), act=act()))
+
+    model = ResNet(stem, stages, head, out_planes * pooled, num_classes, version=version, depth=depth)
+    return init_keras_(model, "he_normal")
+
+
+def resnet_v1(
+    depth: int,
+    num_classes: int = 10,
+    activation: ActivationArg = "relu",
+    *,
+    stem_activation: "ActivationArg | None" = None,
+    in_channels: int = 3,
+    batch_norm: bool = True,
+    input_size: Size2 = 32,
+    **act_params: Any,
+) -> ResNet:
+    """ResNet v1 of depth 6n+2 (20, 32, 44, 56, 110, ...), the Keras example's ``resnet_v1``.
+
+    Args:
+        depth: 6n+2 with n ≥ 1 blocks per stage.
+        num_classes: width of the Dense head (logits).
+        activation: registry name (``gaaf.get_activation(activation, **act_params)``) or a module
+            class/factory; a fresh module is built for every site, the stem's included.
+        stem_activation: the stem's activation; None means `activation`. Built without act_params
+            (pass a factory such as ``functools.partial`` for a parameterised one).
+        in_channels: image channels (3 for CIFAR/SVHN).
+        batch_norm: False builds the same net without any BatchNorm (the paper's "base" design).
+        input_size: H and W (int or pair) the head's Dense is sized for; 32 gives a 1×1 pooled map.
+        **act_params: the activation's parameters, e.g. ``shift=-1.0`` for "gaaf_relu".
+
+    The seed's v1 kept ``x = resnet_layer(inputs=inputs)``, i.e. a relu stem, whatever activation
+    the blocks used, so its "GAAF" nets were not GAAF at every site. Here the stem follows
+    `activation` by default; ``stem_activation="relu"`` reproduces the seed.
+    """
+    return _resnet(1, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params)
+
+
+def resnet_v2(
+    depth: int,
+    num_classes: int = 10,
+    activation: ActivationArg = "relu",
+    *,
+    stem_activation: "ActivationArg | None" = None,
+    in_channels: int = 3,
+    batch_norm: bool = True,
+    input_size: Size2 = 32,
+    **act_params: Any,
+) -> ResNet:
+    """ResNet v2 of depth 9n+2 (20, 29, 56, 110, 164, ...), the Keras example's ``resnet_v2``.
+
+    Pre-activation bottleneck blocks; arguments as :func:`resnet_v1`. `activation` is applied at
+    every one of the 9n+1 sites (stem, each BN-act inside the blocks, and the BN-act head).
+
+    The seed's v2 never applied GAAF anywhere: the Keras loop starts each block with
+    ``activation = 'relu'`` and sets ``activation = None`` for the first block, and the seed routed
+    its GAAF through that same variable, so it was overwritten before use. Its v2 "GAAF" results
+    are plain-relu results; ``activation="relu"`` reproduces them.
+    """
+    return _resnet(2, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params)
