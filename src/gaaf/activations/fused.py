@@ -165,7 +165,7 @@ def _composed(x: Tensor, spec: GAAFSpec) -> Tensor:
     if callable(spec.shape):
         s: Any = callable_shape_value(xc, spec.shape)
     else:
-        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
+        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params), with_slope=False)
     return (base_value(xc, spec.base) + g * s).to(x.dtype)
 
 

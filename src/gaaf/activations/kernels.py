@@ -43,7 +43,8 @@ _names = itertools.count()  # unique kernel names (for Dynamo's logs and caches)
 
 
 def set_eager_compile(enabled: Optional[bool]) -> None:
-    """Turn the compiled eager kernels on (True) or off (False); None follows ``GAAF_NO_COMPILE``.
+    """Turn the compiled eager kernels on (True) or off (False); None (the default) follows the
+    environment: off where ``GAAF_NO_COMPILE=1``. An explicit True/False wins over the environment.
 
     Either way the results agree to floating-point rounding; off is slower but never compiles.
     """
@@ -57,8 +58,8 @@ def eager_compile_enabled() -> bool:
     """Whether eager calls may use compiled kernels (not disabled, and compilation has not failed)."""
     if _failed is not None:
         return False
-    if _enabled is not None:
-        return _enabled and not _env_disabled()
+    if _enabled is not None:  # an explicit choice wins over the environment
+        return _enabled
     return not _env_disabled()
 
 

@@ -91,7 +91,7 @@ def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
     """
     pos = x > 0
     if base == "relu":
-        return torch.where(pos, rest + 1.0, rest)
+        return rest + pos  # bool → 1.0 / 0.0 in rest's dtype
     if base == "leaky_relu":
         return torch.where(pos, rest + 1.0, rest + _LEAKY_SLOPE)
     if base == "elu":
@@ -119,23 +119,31 @@ def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
 def sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tensor, Num]":
     """(g(x), g'(x)), overflow-safe: where x·K is ±inf the fractional part counts as 0.
 
-    ``|y| == inf`` (not ``~isfinite``) keeps NaN inputs NaN instead of hiding them, and unlike
-    ``isinf`` it compiles to a vectorized compare.
+    There ``y - floor(y)`` is ``inf - inf = NaN`` (a finite y never gives NaN), so NaN → 0 is the
+    guard, written ``where(v == v, v, 0)``: two eager ops, and a vectorized compare when compiled
+    (inductor's CPU isnan/isinf run one element at a time). A NaN input still gives a NaN output,
+    through φ(NaN) and s(NaN).
     """
     y = x * frequency
-    overflow = torch.abs(y) == math.inf
     if variant == "floor":
-        frac = torch.where(overflow, 0.0, y - torch.floor(y))
+        frac = _nan_to_zero(y - torch.floor(y))
         return (frac - 0.5) / frequency, 1.0
     if variant == "round":
-        d = torch.where(overflow, 0.0, y - torch.round(y))  # in [−0.5, 0.5]
+        d = _nan_to_zero(y - torch.round(y))  # in [−0.5, 0.5]
         return (torch.abs(d) - 0.5) / frequency, torch.sign(d)
     raise ValueError(f"unknown variant {variant!r}")
 
 
+def _nan_to_zero(v: Tensor) -> Tensor:
+    return torch.where(v == v, v, 0.0)  # NaN is the only value unequal to itself
+
+
 # --------------------------------------------------------------------------- shape s
-def named_shape_and_slope(x: Tensor, shape: str, params: "dict[str, float]") -> "tuple[Num, Num]":
-    """(s(x), s'(x)) for the named shapes; Python numbers stand for constants.
+def named_shape_and_slope(
+    x: Tensor, shape: str, params: "dict[str, float]", with_slope: bool = True
+) -> "tuple[Num, Num]":
+    """(s(x), s'(x)) for the named shapes; Python numbers stand for constants. s' is skipped
+    (returned as 0.0) when not `with_slope`: the forward needs s only.
 
     sigmoid: s = σ(a(x + b)), s' = a·s(1 − s) · gaussian: s = exp(−(x − c)²/w),
     s' = s·(−2(x − c)/w), 0 where s = 0 · none: s = 1, s' = 0.
@@ -144,12 +152,18 @@ def named_shape_and_slope(x: Tensor, shape: str, params: "dict[str, float]") -> 
         slope, shift = params["slope"], params["shift"]
         if slope == 0.0:  # 0·(x + b) is NaN where x + b overflows; s is the constant 1/2
             return 0.5, 0.0
-        s = torch.sigmoid(slope * (x + shift))
-        return s, slope * (s * (1.0 - s))
+        z = x + shift if shift != 0.0 else x  # skipping exact no-ops saves eager kernels
+        s = torch.sigmoid(slope * z if slope != 1.0 else z)
+        if not with_slope:
+            return s, 0.0
+        ds = s * (1.0 - s)
+        return s, (slope * ds if slope != 1.0 else ds)
     if shape == "gaussian":
         center, width = params["center"], params["width"]
         d = x - center
         s = torch.exp(-(d**2) / width)
+        if not with_slope:
+            return s, 0.0
         ds = torch.where(s > 0, s * (d * (-2.0 / width)), 0.0)  # d = ±inf: 0·inf would be NaN
         return s, ds
     if shape == "none":
@@ -185,7 +199,7 @@ def _fwd(x: Tensor, spec: "GAAFSpec") -> Tensor:
     if callable(spec.shape):
         s: Num = callable_shape_value(xc, spec.shape)
     else:
-        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
+        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params), with_slope=False)
     return (base_value(xc, spec.base) + g * s).to(x.dtype)
 
 
@@ -210,7 +224,7 @@ def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
                 out = out + vjp
         return out.to(x.dtype)
     s, ds = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
-    rest = dg * s
+    rest = s if isinstance(dg, float) else dg * s  # "floor": g' = 1
     if not (isinstance(ds, float) and ds == 0.0):
         rest = rest + g * ds
     return (gc * base_slope_plus(xc, spec.base, _as_tensor(rest, xc))).to(x.dtype)

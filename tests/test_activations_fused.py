@@ -1,0 +1,190 @@
+"""Compiled paths of the fused op: eager kernels (torch.compile'd per spec) and an outer
+torch.compile(fullgraph=True) of a model. CPU inductor compiles take seconds each, so this file
+compiles few kernels: one float32 spec (forward + backward) shared by most tests, one bfloat16."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import gaaf
+from gaaf.activations import fused, kernels, reference
+from gaaf.activations.spec import GAAFSpec
+
+SPEC = GAAFSpec.build("relu", "sigmoid", shift=-1.0)  # the kernels most tests here share
+N = 1 << 16  # above kernels.EAGER_COMPILE_MIN_NUMEL
+
+
+def _bump(x):
+    return torch.exp(-0.5 * x * x)
+
+
+def _value_and_grad(fn, x, gy):
+    x = x.detach().clone().requires_grad_(True)
+    y = fn(x)
+    y.backward(gy)
+    return y.detach(), x.grad
+
+
+def _graphs() -> int:
+    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """Eager compiled kernels on, whatever GAAF_NO_COMPILE says; plain again afterwards."""
+    monkeypatch.delenv("GAAF_NO_COMPILE", raising=False)
+    fused.set_eager_compile(True)
+    yield
+    fused.set_eager_compile(False)
+
+
+@pytest.fixture(autouse=True)
+def _plain_by_default():
+    fused.set_eager_compile(False)
+    yield
+    fused.set_eager_compile(None)
+
+
+# --------------------------------------------------------------------------- switches
+def test_switches(monkeypatch):
+    fused.set_eager_compile(None)
+    monkeypatch.setenv("GAAF_NO_COMPILE", "1")
+    assert not fused.eager_compile_enabled()
+    fused.set_eager_compile(True)  # explicit choice wins over the environment
+    assert fused.eager_compile_enabled()
+    fused.set_eager_compile(None)
+    monkeypatch.setenv("GAAF_NO_COMPILE", "0")
+    assert fused.eager_compile_enabled()
+    fused.set_eager_compile(False)
+    assert not fused.eager_compile_enabled()
+    with pytest.raises(ValueError, match="True, False or None"):
+        fused.set_eager_compile("yes")  # type: ignore[arg-type]
+
+
+def test_plain_paths_never_compile(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("torch.compile must not be called")
+
+    monkeypatch.setattr(torch, "compile", boom)
+    x = torch.randn(N, requires_grad=True)
+    fused.set_eager_compile(False)
+    gaaf.GAAF()(x).sum().backward()
+    fused.set_eager_compile(True)
+    gaaf.GAAF()(x[:100]).sum().backward()  # small tensors stay plain
+    gaaf.GAAF(shape=_bump)(x).sum().backward()  # callable shapes stay plain
+
+
+def test_compile_failure_warns_once_and_falls_back(monkeypatch):
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found\nsecond line")
+        return run
+
+    kernels._reset_for_tests()
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fused.set_eager_compile(True)
+    x = torch.randn(N, dtype=torch.float64, requires_grad=True)
+    try:
+        with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
+            y = gaaf.GAAF("tanh", "gaussian")(x)
+        assert kernels.compile_failure() == "RuntimeError: no C++ compiler found"
+        assert not fused.eager_compile_enabled()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the second call must not warn again
+            y2 = gaaf.GAAF("tanh", "gaussian")(x)
+            y2.sum().backward()
+        ref = reference.gaaf_reference(x.detach(), "tanh", "gaussian")
+        torch.testing.assert_close((y.detach(), y2.detach()), (ref, ref), rtol=0, atol=1e-12)
+    finally:
+        kernels._reset_for_tests()
+
+
+# --------------------------------------------------------------------------- eager compiled kernels
+@pytest.mark.slow
+def test_compiled_matches_plain_float32(compiled):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(N, generator=gen) * 6
+    gy = torch.randn(N, generator=gen)
+    y_c, g_c = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
+    fused.set_eager_compile(False)
+    y_p, g_p = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
+    assert kernels.compile_failure() is None
+    # same formulas; the compiler may contract a·b + c into an FMA, so allow a rounding or so
+    # (or a whole sawtooth step of 1/K·s where x·K lands within rounding of an integer)
+    close = (y_c - y_p).abs() <= 1e-6
+    assert close.float().mean() > 0.999 and ((y_c - y_p).abs() <= 1.01 / SPEC.frequency).all()
+    torch.testing.assert_close(g_c, g_p, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_new_shapes_and_layouts_do_not_recompile(compiled):
+    act = gaaf.GAAF(SPEC.base, SPEC.shape, **SPEC.shape_params)
+    x = torch.randn(N, requires_grad=True)
+    act(x).sum().backward()  # warm: compiles (or reuses) this spec's forward and backward
+    before = _graphs()
+    inputs = [
+        torch.randn(3 * N + 7),
+        torch.randn(8, 16, 24, 24).contiguous(memory_format=torch.channels_last),
+        torch.randn(300, 400).t(),
+        torch.randn(2, 300, 400)[:, ::2, 1:],
+        torch.randn(N + 5)[5:],  # storage offset
+    ]
+    for i, t in enumerate(inputs):
+        # the first one gets an expanded (stride 0) grad, as from .sum(), the rest dense grads
+        gy = torch.randn(()).expand(t.shape) if i == 0 else torch.randn(t.shape)
+        y, g = _value_and_grad(act, t, gy)
+        assert y.stride() == torch.empty_like(t).stride() and g.stride() == torch.empty_like(t).stride()
+        yr, gr = _value_and_grad(lambda u: reference.gaaf_reference(u, "relu", "sigmoid", shift=-1.0), t, gy)
+        torch.testing.assert_close(g, gr, rtol=1e-5, atol=1e-5)
+        assert ((y - yr).abs() <= 1.01 / SPEC.frequency).all()
+    with torch.inference_mode():
+        act(torch.randn(N))
+    assert _graphs() - before <= 1  # inference_mode may add one forward entry, nothing else
+
+
+@pytest.mark.slow
+def test_compiled_bfloat16_returns_bfloat16(compiled):
+    x = torch.randn(4, 128, 128, dtype=torch.bfloat16) * 3
+    y_c, g_c = _value_and_grad(gaaf.get_activation("gaaf_tanh"), x, torch.ones_like(x))
+    assert y_c.dtype == g_c.dtype == torch.bfloat16 and y_c.is_contiguous()
+    ref = reference.gaaf_reference(x.float(), "tanh", "gaussian", width=3.0).to(torch.bfloat16)
+    torch.testing.assert_close(y_c, ref, rtol=2**-7, atol=2**-7)
+    assert torch.isfinite(g_c.float()).all()
+
+
+# --------------------------------------------------------------------------- outer torch.compile
+def _model(shape, dtype=torch.float64):
+    torch.manual_seed(0)
+    kw = {"width": 2.0} if shape == "gaussian" else {}
+    return nn.Sequential(nn.Linear(8, 16), gaaf.GAAF("silu", shape, 100.0, "round", **kw), nn.Linear(16, 1)).to(dtype)
+
+
+def _grads(model, x):
+    model.zero_grad()
+    y = model(x)
+    y.square().sum().backward()
+    return y.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("shape", ["sigmoid", "gaussian", "none", _bump], ids=lambda s: getattr(s, "__name__", s))
+def test_outer_compile_fullgraph_traces_forward_and_backward(shape):
+    torch._dynamo.reset()
+    model = _model(shape)
+    x = torch.randn(32, 8, dtype=torch.float64)
+    y_e, g_e = _grads(model, x)
+    cmodel = torch.compile(model, fullgraph=True, backend="aot_eager")  # fullgraph: a graph break raises
+    y_c, g_c = _grads(cmodel, x)
+    torch.testing.assert_close((y_c, g_c), (y_e, g_e), rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_outer_compile_inductor(compiled):
+    torch._dynamo.reset()
+    model = _model("sigmoid", torch.float32)
+    x = torch.randn(64, 8)
+    y_e, g_e = _grads(model, x)
+    y_c, g_c = _grads(torch.compile(model, fullgraph=True), x)
+    torch.testing.assert_close((y_c, g_c), (y_e, g_e), rtol=1e-4, atol=1e-4)
