@@ -107,8 +107,11 @@ def test_compile_failure_warns_once_and_falls_back(monkeypatch):
 def test_compiled_matches_plain_float32(compiled):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(N, generator=gen) * 6
+    # x·K overflowing, beyond float resolution, ±max: the compiler must keep the NaN guard
+    x[:8] = torch.tensor([3.4e38, -3.4e38, 1e30, -1e30, 1700.0, -1e36, 3.0e34, 3.5e34])
     gy = torch.randn(N, generator=gen)
     y_c, g_c = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
+    assert torch.isfinite(y_c).all() and torch.isfinite(g_c).all()
     fused.set_eager_compile(False)
     y_p, g_p = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
     assert kernels.compile_failure() is None

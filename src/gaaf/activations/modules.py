@@ -21,6 +21,11 @@ class GAAF(nn.Module):
         frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
         variant: "floor" (paper) or "round" (seed's ex13).
         **shape_params: the shape's parameters (shift, slope / center, width).
+
+    Runs the fused op (:mod:`gaaf.activations.fused`): only x is saved for backward, the gradient
+    φ' + g'·s + g·s' is exact, and every finite input gives a finite output and gradient. Where
+    |x| exceeds float resolution (|x| ≳ 1.68e3 in float32 at K = 1e4) every x·K is an integer, so
+    g ≡ −0.5/K there and the output is φ(x) − 0.5·s(x)/K.
     """
 
     def __init__(
