@@ -2,10 +2,16 @@
 fixtures for a tiny fake data set in the real on-disk format."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# The fused GAAF op compiles its eager kernels on first use (10-30 s per spec and dtype on 2 cores).
+# Tests run the plain math by default (same numbers up to rounding); test_activations_fused.py turns
+# the compiled kernels on explicitly. Subprocesses started by tests inherit this.
+os.environ.setdefault("GAAF_NO_COMPILE", "1")
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
