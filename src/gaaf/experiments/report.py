@@ -278,6 +278,16 @@ def build_report(root: Path, out: Path | None = None, *, plots: bool = True) -> 
             if path is not None:
                 files.append(path)
                 images.append((caption, path.name))
+        probe_runs = _probe_runs(study, rows)
+        if probe_runs:  # runs trained with --probe (study key probe = true): GAAF vs baseline, per layer
+            from .probe_plots import plot_probes
+
+            captions = {"probe_saturation.png": "Probes: fraction of activation inputs in the saturation area",
+                        "probe_grad.png": "Probes: mean |gradient| reaching each activation site",
+                        "probe_hist.png": "Probes: activation input histograms, last epoch"}
+            for path in plot_probes(probe_runs, out):
+                files.append(path)
+                images.append((captions.get(path.name, path.stem), path.name))
     md = [f"# {study.title or 'Study report'}", ""]
     if study.description:
         md += [study.description.strip(), ""]
@@ -304,6 +314,17 @@ def build_report(root: Path, out: Path | None = None, *, plots: bool = True) -> 
     atomic_write_text(out / "runs.csv", to_csv(RUN_CSV_COLUMNS, run_rows(study, rows)))
     files = [out / "report.md", out / "report.csv", out / "runs.csv"] + files
     return Report(study, rows, table, problems, files)
+
+
+def _probe_runs(study: Study, rows: list[RunRow]) -> dict[str, Path]:
+    """{run name: folder of its first seed that recorded probes.json}, the baseline first."""
+    found: dict[str, Path] = {}
+    for row in sorted(rows, key=lambda r: r.name != study.baseline):
+        for _, result in sorted(row.results.items()):
+            if (result.folder / "probes.json").is_file():
+                found[row.name] = result.folder
+                break
+    return found
 
 
 def _cell(v: Any, digits: int = 4) -> str:
