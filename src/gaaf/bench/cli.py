@@ -1,4 +1,4 @@
-"""`gaaf bench ...`: benchmarks. Subcommands: `activations` (more benchmarks register beside it)."""
+"""`gaaf bench ...`: benchmarks. Subcommands: `activations`, `train`, `gpu`."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +34,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--dtype", default="float32", choices=_DTYPES, help="input dtype (default float32)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.set_defaults(func=_activations)
+    _register_train(bench_sub)
+    _register_gpu(bench_sub)
 
 
 def _fmt_size(size: "tuple[int, ...]") -> str:
@@ -80,3 +82,80 @@ def _activations(args: argparse.Namespace) -> int:
         atomic_write_json(args.json, result.as_dict())
         print(f"wrote {args.json}")
     return 0
+
+
+# --------------------------------------------------------------------------- gaaf bench train
+def _register_train(bench_sub: "argparse._SubParsersAction") -> None:
+    p = bench_sub.add_parser(
+        "train",
+        help="training/eval throughput of relu vs gaaf_relu models (the engine's real step)",
+        description="Training and evaluation throughput (images/s) of each model with relu and with gaaf_relu "
+        "(shift -1), in one process, alternating rounds, through the engine's make_train_step/evaluate with the "
+        "seed preset on a synthetic device-resident batch; eager and torch.compile; ratio gaaf_relu/relu.",
+    )
+    p.add_argument("--models", default="resnet20_v1", metavar="M1,M2",
+                   help="comma-separated model names, e.g. resnet20_v1,resnet56_v2,mlp (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="B", help="training batch (default 128)")
+    p.add_argument("--rounds", type=int, default=None, metavar="N",
+                   help="alternating timed rounds (default 5 on CPU, 15 on CUDA)")
+    p.add_argument("--steps", type=int, default=None, metavar="S",
+                   help="steps per timed sample (default 3 on CPU, 20 on CUDA)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed samples after the first call (default 1)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-compile", action="store_true", help="eager only")
+    g.add_argument("--compile-only", action="store_true", help="torch.compile only")
+    p.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation throughput")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast, as gaaf train --amp")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format (default: on CUDA only, as gaaf train)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch intra-op threads (default: torch's)")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="also run torch.profiler over STEPS training steps of each candidate; print top ops")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ..io import atomic_write_json
+    from ..train.distributed import resolve_device
+    from .train import bench_train, format_table, torch_threads
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise UserError("--models is empty; name at least one model, e.g. resnet20_v1")
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    modes = ("eager",) if args.no_compile else ("compiled",) if args.compile_only else ("eager", "compiled")
+    with torch_threads(args.threads):
+        result = bench_train(
+            models, batch_size=args.batch_size, rounds=_default(args.rounds, 15 if cuda else 5),
+            steps=_default(args.steps, 20 if cuda else 3), warmup=args.warmup, modes=modes, device=device, amp=args.amp,
+            channels_last=args.channels_last, eval_phase=args.eval, profile_steps=args.profile,
+            log=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True),
+        )
+    print(format_table(result))
+    if args.json:
+        atomic_write_json(args.json, result.as_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _default(value: "int | None", default: int) -> int:
+    return default if value is None else value
+
+
+# --------------------------------------------------------------------------- gaaf bench gpu
+def _register_gpu(bench_sub: "argparse._SubParsersAction") -> None:
+    from .gpu import add_arguments, run_from_args
+
+    p = bench_sub.add_parser(
+        "gpu",
+        help="one-shot GPU check: CUDA op tests, seed-recipe epoch timing, concurrency scan",
+        description="Everything a short GPU session should measure, in one invocation: the activation tests and "
+        "a CUDA correctness check of the fused op, a ResNet20 v1 seed-recipe epoch (relu vs gaaf_relu, "
+        "channels_last + bf16 + compile), and total throughput of N concurrent training processes on one GPU. "
+        "Results go to OUT as JSON and text, phase by phase.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run_from_args)

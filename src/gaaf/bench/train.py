@@ -1,0 +1,309 @@
+r"""Training throughput of whole models with relu vs gaaf_relu: what GAAF costs a real training step.
+
+For each model, relu and gaaf_relu (shift −1, the seed sweep's best) are built from the same seed
+and trained IN THE SAME PROCESS, their steps alternating round by round (see :mod:`._timing`):
+
+* ``train``: the engine's own hot path — :func:`gaaf.train.step.make_train_step` with
+  :func:`gaaf.train.step.build_optimizer` and the ``seed`` preset (Adam, l2 1e-4 on conv kernels),
+  on one synthetic, device-resident batch of the data set's shape (CIFAR (3, 32, 32) for ResNets,
+  MNIST (1, 28, 28) for the MLP);
+* ``eval``: :func:`gaaf.train.step.evaluate` (no_grad, eval mode) at the engine's eval batch size
+  (max(batch, 256)).
+
+Modes: ``eager`` (the engine's default; GAAF runs its fused op with eager-compiled kernels) and
+``compiled`` (``torch.compile(model)`` as ``--compile`` does). One timed sample is `steps` calls;
+the first call (compilation, allocator warm-up) and `warmup` more are not timed. Reported: the
+median images/s over the rounds and the ratio gaaf_relu / relu (1.0 = GAAF is free).
+
+``profile_steps`` > 0 also runs ``torch.profiler`` over that many training steps of each candidate
+and keeps the top ops by self time (grouped by op name) with their share of the total.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from ..activations import kernels as gaaf_kernels
+from ..errors import UserError
+from ._timing import Timing, alternate
+from .activations import _compile_cache_room, environment
+
+#: the two activations compared, with the TrainConfig overrides that select them
+ACTIVATIONS: dict[str, dict[str, Any]] = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
+MODES = ("eager", "compiled")
+#: the data set whose shape each model family trains on
+_DATASET = {"mlp": "mnist"}
+_DEFAULT_DATASET = "cifar10"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (model, mode, phase, activation) candidate."""
+
+    model: str
+    mode: str  # eager | compiled
+    phase: str  # train | eval
+    activation: str
+    timing: Timing  # seconds per sample of `steps` calls
+    images_per_sample: int
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_per_sample / self.timing.median
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "mode": self.mode, "phase": self.phase, "activation": self.activation,
+                "images_per_second": self.images_per_second, "images_per_sample": self.images_per_sample,
+                **self.timing.as_dict()}
+
+
+@dataclass
+class TrainBenchResult:
+    rows: list[Row] = field(default_factory=list)
+    profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def ratio(self, model: str, mode: str, phase: str) -> float:
+        """images/s of gaaf_relu ÷ images/s of relu (nan where either is missing)."""
+        ips = {r.activation: r.images_per_second for r in self.rows
+               if (r.model, r.mode, r.phase) == (model, mode, phase)}
+        return ips["gaaf_relu"] / ips["relu"] if {"relu", "gaaf_relu"} <= set(ips) else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        keys = dict.fromkeys((r.model, r.mode, r.phase) for r in self.rows)
+        ratios = [{"model": m, "mode": mo, "phase": p, "gaaf_relu_over_relu": self.ratio(m, mo, p)} for m, mo, p in keys]
+        return {"environment": self.environment, "settings": self.settings, "rows": [r.as_dict() for r in self.rows],
+                "ratios": ratios, "profiles": self.profiles}
+
+
+# --------------------------------------------------------------------------- building one candidate
+def dataset_for(model: str) -> str:
+    return _DATASET.get(model.strip().lower(), _DEFAULT_DATASET)
+
+
+def bench_config(model: str, activation: str, *, batch_size: int, amp: bool, device: str) -> Any:
+    """The seed preset's TrainConfig for `model` with `activation` (validated like `gaaf train`)."""
+    from ..train.config import resolve_config
+
+    overrides = {"model": model, "activation": activation, "dataset": dataset_for(model), "batch_size": batch_size,
+                 "amp": amp, "device": device, "download": False, **ACTIVATIONS[activation]}
+    return resolve_config(overrides=overrides)
+
+
+def synthetic_batch(cfg: Any, batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y): a standard-normal batch of the data set's (C, H, W) and random labels, on `device`."""
+    from ..train.config import _dataset_shape
+
+    in_shape, classes = _dataset_shape(cfg.dataset)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch, *in_shape), generator=gen)
+    y = torch.randint(0, classes, (batch,), generator=gen)
+    return x.to(device), y.to(device)
+
+
+@dataclass
+class Candidate:
+    """A model ready to train and evaluate exactly as the engine does."""
+
+    model: torch.nn.Module
+    net: torch.nn.Module  # model, or torch.compile(model)
+    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
+    cfg: Any
+    channels_last: bool
+
+
+def build_candidate(cfg: Any, device: torch.device, *, compile: bool, channels_last: bool, seed: int = 0) -> Candidate:
+    """Model, optimizer and train step built as :func:`gaaf.train.engine.train` builds them."""
+    from ..models import build_model
+    from ..train.config import _dataset_shape
+    from ..train.step import build_optimizer, make_train_step
+
+    in_shape, classes = _dataset_shape(cfg.dataset)
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, classes, in_shape, cfg.activation, cfg.act_params(),
+                        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden,
+                        dropout=cfg.dropout).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, cfg)
+    net = torch.compile(model) if compile else model
+    step = make_train_step(net, optimizer, cfg, channels_last=channels_last)
+    return Candidate(model, net, step, cfg, channels_last)
+
+
+def train_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
+    """`steps` training steps on (x, y); the metrics stay on the device, as in the engine."""
+    from ..train.step import new_accumulator
+
+    acc = new_accumulator(x.device)
+
+    def run() -> None:
+        c.net.train()
+        for _ in range(steps):
+            c.step(x, y, acc)
+
+    return run
+
+
+def eval_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
+    """`steps` evaluation batches through the engine's `evaluate` (no_grad, eval mode)."""
+    from ..train.step import evaluate
+
+    batches = [(x, y)] * steps
+
+    def run() -> None:
+        evaluate(c.net, batches, amp=c.cfg.amp, channels_last=c.channels_last)
+
+    return run
+
+
+# --------------------------------------------------------------------------- the benchmark
+def bench_train(
+    models: Sequence[str] = ("resnet20_v1",),
+    *,
+    batch_size: int = 128,
+    rounds: int = 5,
+    steps: int = 3,
+    warmup: int = 1,
+    modes: Sequence[str] = MODES,
+    device: "str | torch.device" = "cpu",
+    amp: bool = False,
+    channels_last: "bool | None" = None,
+    eval_phase: bool = True,
+    profile_steps: int = 0,
+    log: "Callable[[str], None] | None" = None,
+) -> TrainBenchResult:
+    """Time relu vs gaaf_relu training (and evaluation) of each model; see the module docstring."""
+    device = torch.device(device)
+    log = log or (lambda msg: None)
+    for name, v, low in (("batch_size", batch_size, 1), ("rounds", rounds, 1), ("steps", steps, 1),
+                         ("warmup", warmup, 0), ("profile_steps", profile_steps, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise UserError(f"{name} must be a whole number >= {low}, got {v!r}")
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise UserError(f"unknown mode {bad[0] if bad else '(none)'!r}; choose from: {', '.join(MODES)}")
+    cl = channels_last if channels_last is not None else device.type == "cuda"  # the engine's default
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    eval_bs = max(batch_size, 256)  # as the engine
+    result = TrainBenchResult(environment=environment(device), settings={
+        "models": list(models), "batch_size": batch_size, "eval_batch_size": eval_bs, "rounds": rounds,
+        "steps_per_sample": steps, "warmup": warmup, "modes": list(modes), "amp": amp, "channels_last": cl,
+        "preset": "seed", "gaaf_eager_kernels": gaaf_kernels.eager_compile_enabled(),
+        "activations": {k: v or {} for k, v in ACTIVATIONS.items()}, "eval": eval_phase,
+    })
+    with _compile_cache_room(64):
+        for model in models:
+            _bench_model(model, result, device, batch_size, eval_bs, rounds, steps, warmup, modes, amp, cl,
+                         eval_phase, profile_steps, sync, log)
+            if "compiled" in modes:
+                torch._dynamo.reset()  # free this model's graphs before the next one
+    return result
+
+
+def _bench_model(model: str, result: TrainBenchResult, device: torch.device, batch_size: int, eval_bs: int,
+                 rounds: int, steps: int, warmup: int, modes: Sequence[str], amp: bool, cl: bool, eval_phase: bool,
+                 profile_steps: int, sync: Any, log: Callable[[str], None]) -> None:
+    cands: dict[tuple[str, str, str], Callable[[], None]] = {}
+    train_steps: dict[str, Callable[[], None]] = {}
+    for mode in modes:
+        for act in ACTIVATIONS:
+            cfg = bench_config(model, act, batch_size=batch_size, amp=amp, device=device.type)
+            c = build_candidate(cfg, device, compile=mode == "compiled", channels_last=cl)
+            x, y = synthetic_batch(cfg, batch_size, device)
+            cands[(mode, "train", act)] = train_fn(c, x, y, steps)
+            train_steps[f"{model}/{mode}/{act}"] = train_fn(c, x, y, 1)
+            if eval_phase:
+                xe, ye = synthetic_batch(cfg, eval_bs, device, seed=1)
+                cands[(mode, "eval", act)] = eval_fn(c, xe, ye, steps)
+    log(f"{model}: {len(cands)} candidates; first calls" + (" (compiling)" if "compiled" in modes else "") + " ...")
+    timings = alternate({"/".join(k): f for k, f in cands.items()}, rounds, warmup, sync,
+                        progress=lambda r, n: log(f"{model}: round {r}/{n}"))
+    for (mode, phase, act) in cands:
+        images = steps * (batch_size if phase == "train" else eval_bs)
+        result.rows.append(Row(model, mode, phase, act, timings[f"{mode}/{phase}/{act}"], images))
+    if profile_steps:
+        for key, fn in train_steps.items():
+            log(f"profiling {key} ({profile_steps} steps)")
+            result.profiles[key] = profile_ops(fn, profile_steps, device)
+
+
+def profile_ops(step: Callable[[], None], n: int, device: torch.device, top: int = 12) -> list[dict[str, Any]]:
+    """torch.profiler over `n` calls of `step` (already warm): the `top` ops by self time, grouped by
+    op name, each with its call count, self milliseconds per step and share of all self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    return [{"op": e.key, "calls_per_step": e.count / n, "ms_per_step": getattr(e, attr) / 1e3 / n,
+             "share": getattr(e, attr) / total} for e in events[:top]]
+
+
+# --------------------------------------------------------------------------- the report
+def format_table(result: TrainBenchResult) -> str:
+    env, st = result.environment, result.settings
+    lines = [
+        f"gaaf bench train — relu vs gaaf_relu (shift -1), seed preset (Adam, l2 1e-4), {env['device']}"
+        + (f" ({env['gpu']})" if "gpu" in env else ""),
+        f"machine: {env['platform']} | cpu: {env['cpu']} | {env['cpu_count']} cores | torch {env['torch_version']}"
+        f" | threads {env['torch_threads']} | python {env['python_version']} | gaaf {env['gaaf_version']}",
+        f"settings: batch {st['batch_size']} (eval {st['eval_batch_size']}) | {st['steps_per_sample']} steps per "
+        f"sample | median of {st['rounds']} alternating rounds after {st['warmup']} warm-up | amp "
+        f"{'bf16' if st['amp'] else 'off'} | channels_last {'on' if st['channels_last'] else 'off'} | "
+        f"GAAF eager kernels {'on' if st['gaaf_eager_kernels'] else 'off'}",
+        "", f"{'model':<14}{'mode':<10}{'phase':<7}{'relu img/s':>12}{'gaaf img/s':>12}{'ratio':>8}"
+        f"{'IQR relu':>10}{'IQR gaaf':>10}{'1st call':>10}",
+    ]
+    lines.append("-" * len(lines[-1]))
+    by_key: dict[tuple[str, str, str], dict[str, Row]] = {}
+    for r in result.rows:
+        by_key.setdefault((r.model, r.mode, r.phase), {})[r.activation] = r
+    for (model, mode, phase), rows in by_key.items():
+        relu, gaaf = rows.get("relu"), rows.get("gaaf_relu")
+        iqr = [f"{100 * r.timing.iqr / r.timing.median:.0f}%" if r else "—" for r in (relu, gaaf)]
+        first = max((r.timing.first_call for r in rows.values()), default=float("nan"))
+        lines.append(
+            f"{model:<14}{mode:<10}{phase:<7}{_ips(relu):>12}{_ips(gaaf):>12}"
+            f"{result.ratio(model, mode, phase):>8.3f}{iqr[0]:>10}{iqr[1]:>10}{first:>9.1f}s")
+    lines.append("ratio = gaaf_relu img/s ÷ relu img/s (1.000 = no cost); IQR as % of the median sample")
+    for key, ops in result.profiles.items():
+        lines += ["", f"profile {key}: top ops by self time (ms per step, share)"]
+        lines += [f"  {o['ms_per_step']:9.2f} ms {100 * o['share']:5.1f}%  {o['calls_per_step']:6.1f}×  {o['op']}"
+                  for o in ops]
+    return "\n".join(lines)
+
+
+def _ips(row: "Row | None") -> str:
+    return f"{row.images_per_second:.1f}" if row is not None else "—"
+
+
+@contextlib.contextmanager
+def torch_threads(n: "int | None") -> Iterator[None]:
+    """Run with `n` intra-op threads (None: leave as is), restoring the old count after."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise UserError(f"--threads must be >= 1, got {n}")
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+__all__ = ["ACTIVATIONS", "MODES", "Row", "TrainBenchResult", "bench_train", "bench_config", "build_candidate",
+           "dataset_for", "eval_fn", "format_table", "profile_ops", "synthetic_batch", "torch_threads", "train_fn"]

@@ -1,0 +1,84 @@
+"""`gaaf bench train` and `gaaf bench gpu --smoke`: structure only (no timing thresholds), tiny sizes.
+
+GAAF_NO_COMPILE=1 keeps the GAAF op on its plain eager math (no kernel compilation) so these stay fast;
+the benchmark code path is the same.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gaaf.bench.train import bench_config, dataset_for, format_table, bench_train
+from gaaf.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _no_kernel_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAAF_NO_COMPILE", "1")
+
+
+def test_bench_train_cli_prints_both_activations_and_ratio(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "train.json"
+    rc = main(["bench", "train", "--models", "mlp,resnet8_v1", "--batch-size", "8", "--steps", "2", "--rounds", "1",
+               "--no-compile", "--device", "cpu", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.startswith("model"))
+    assert "relu img/s" in header and "gaaf img/s" in header and "ratio" in header
+    body = [line.split() for line in text.splitlines() if line.startswith(("mlp ", "resnet8_v1 "))]
+    assert [(b[0], b[1], b[2]) for b in body] == [
+        ("mlp", "eager", "train"), ("mlp", "eager", "eval"), ("resnet8_v1", "eager", "train"),
+        ("resnet8_v1", "eager", "eval")]
+    assert all(float(b[5]) > 0 for b in body)  # the ratio column
+    assert "cpu:" in text and "torch" in text and "threads 1" in text
+    data = json.loads(out.read_text())
+    assert {(r["model"], r["activation"]) for r in data["rows"]} == {
+        (m, a) for m in ("mlp", "resnet8_v1") for a in ("relu", "gaaf_relu")}
+    assert len(data["ratios"]) == 4 and all(r["gaaf_relu_over_relu"] > 0 for r in data["ratios"])
+    assert data["settings"]["gaaf_eager_kernels"] is False and data["environment"]["torch_threads"] == 1
+
+
+def test_bench_train_uses_seed_preset_and_dataset_shapes() -> None:
+    cfg = bench_config("resnet8_v1", "gaaf_relu", batch_size=4, amp=False, device="cpu")
+    assert (cfg.optimizer, cfg.l2, cfg.shift, cfg.dataset) == ("adam", 1e-4, -1.0, "cifar10")
+    assert dataset_for("mlp") == "mnist" and dataset_for("resnet56_v2") == "cifar10"
+
+
+def test_bench_train_profile_lists_top_ops() -> None:
+    res = bench_train(["mlp"], batch_size=4, rounds=1, steps=1, warmup=0, modes=("eager",), eval_phase=False,
+                      profile_steps=1)
+    assert set(res.profiles) == {"mlp/eager/relu", "mlp/eager/gaaf_relu"}
+    ops = res.profiles["mlp/eager/relu"]
+    assert ops and all(0 < o["share"] <= 1 for o in ops) and any("addmm" in o["op"] or "mm" in o["op"] for o in ops)
+    assert "profile mlp/eager/gaaf_relu" in format_table(res)
+
+
+def test_bench_train_rejects_bad_input() -> None:
+    assert main(["bench", "train", "--models", "resnet7_v1", "--no-compile", "--device", "cpu"]) == 2
+    assert main(["bench", "train", "--steps", "0", "--no-compile", "--device", "cpu"]) == 2
+
+
+def test_bench_gpu_smoke_writes_json_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "gpu"
+    rc = main(["bench", "gpu", "--smoke", "--device", "cpu", "--out", str(out), "--jobs", "1,2", "--scan-seconds", "0.5"])
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert rc == 0, report
+    assert set(report["phases"]) == {"tests", "epoch", "scan"}
+    assert all(p["status"] == "ok" for p in report["phases"].values())
+    tests = json.loads((out / "tests.json").read_text())
+    assert tests["ok"] and tests["pytest"]["status"] == "skipped"
+    assert {c["dtype"] for c in tests["fused_op"]} == {"float64", "float32", "bfloat16"}
+    epoch = json.loads((out / "epoch.json").read_text())
+    assert set(epoch["activations"]) == {"relu", "gaaf_relu"} and epoch["ratio_train_throughput_gaaf_over_relu"] > 0
+    scan = json.loads((out / "scan.json").read_text())
+    assert [p["jobs"] for p in scan["points"]] == [1, 2] and scan["suggested_jobs"] in (1, 2)
+    assert all(len(p["workers"]) == p["jobs"] for p in scan["points"])
+    assert "suggested --jobs" in (out / "summary.txt").read_text()
+
+
+def test_bench_gpu_needs_an_out_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OUT", raising=False)
+    assert main(["bench", "gpu", "--smoke", "--device", "cpu"]) == 2
+    assert main(["bench", "gpu", "--smoke", "--device", "cpu", "--out", "/tmp/x", "--phases", "nope"]) == 2
