@@ -31,6 +31,7 @@ import os
 from typing import Any, Callable
 
 from .activations.reference import DEFAULT_FREQUENCY, SHAPE_DEFAULTS
+from .activations.registry import GAAF_PRESETS  # the same presets as the PyTorch registry
 from .activations.spec import GAAFSpec
 
 try:
@@ -168,18 +169,6 @@ class GAAF(keras.layers.Layer):
         return f"<gaaf.keras.GAAF name={self.name!r} {self.spec.describe()}>"
 
 
-#: the same presets as gaaf.activations.registry (kept in step by tests/test_keras.py)
-_GAAF_PRESETS: dict[str, dict[str, Any]] = {
-    "gaaf_relu": dict(base="relu", shape="sigmoid", shift=4.0),
-    "gaaf_tanh": dict(base="tanh", shape="gaussian", width=3.0),
-    "gaaf_sigmoid": dict(base="sigmoid", shape="gaussian", width=12.0),
-    "gaaf_leaky_relu": dict(base="leaky_relu", shape="sigmoid", shift=4.0),
-    "gaaf_elu": dict(base="elu", shape="sigmoid", shift=4.0),
-    "gaaf_gelu": dict(base="gelu", shape="sigmoid", shift=4.0),
-    "gaaf_silu": dict(base="silu", shape="sigmoid", shift=4.0),
-    "gaaf_softplus": dict(base="softplus", shape="sigmoid", shift=4.0),
-}
-
 #: plain φ as built-in (serializable) Keras layers with PyTorch's default parameters
 _PLAIN: dict[str, Callable[[], Any]] = {
     "relu": lambda: keras.layers.ReLU(),
@@ -195,7 +184,7 @@ _PLAIN: dict[str, Callable[[], Any]] = {
 
 def list_activations() -> list[str]:
     """Names :func:`get_activation` accepts, sorted."""
-    return sorted([*_PLAIN, *_GAAF_PRESETS, "gaaf"])
+    return sorted([*_PLAIN, *GAAF_PRESETS, "gaaf"])
 
 
 def get_activation(name: "str | None", **params: Any) -> Any:
@@ -220,8 +209,8 @@ def get_activation(name: "str | None", **params: Any) -> Any:
         return _PLAIN[key]()
     if key == "gaaf":
         return GAAF(**params)
-    if key in _GAAF_PRESETS:
-        merged = dict(_GAAF_PRESETS[key])
+    if key in GAAF_PRESETS:
+        merged = dict(GAAF_PRESETS[key])
         if "shape" in params and params["shape"] != merged["shape"]:
             merged = {"base": merged["base"]}
         merged.update(params)

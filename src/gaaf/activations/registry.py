@@ -8,7 +8,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from torch import nn
 
@@ -32,7 +33,7 @@ _PLAIN: dict[str, type[nn.Module]] = {
 #: gaaf_tanh the seed's exp(−x²/3); gaaf_sigmoid uses the same Gaussian in sigmoid's own
 #: coordinates: sigmoid(x) = (1 + tanh(x/2))/2, so exp(−(x/2)²/3) = exp(−x²/12), width 12.
 #: The other relu-like bases follow gaaf_relu.
-_GAAF_PRESETS: dict[str, dict[str, Any]] = {
+GAAF_PRESETS: "Mapping[str, Mapping[str, Any]]" = MappingProxyType({
     "gaaf_relu": dict(base="relu", shape="sigmoid", shift=4.0),
     "gaaf_tanh": dict(base="tanh", shape="gaussian", width=3.0),
     "gaaf_sigmoid": dict(base="sigmoid", shape="gaussian", width=12.0),
@@ -41,7 +42,7 @@ _GAAF_PRESETS: dict[str, dict[str, Any]] = {
     "gaaf_gelu": dict(base="gelu", shape="sigmoid", shift=4.0),
     "gaaf_silu": dict(base="silu", shape="sigmoid", shift=4.0),
     "gaaf_softplus": dict(base="softplus", shape="sigmoid", shift=4.0),
-}
+})
 assert set(_PLAIN) == set(BASES)
 
 _REGISTRY: dict[str, ActivationFactory] = {}
@@ -63,7 +64,7 @@ def list_activations() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _gaaf_preset(defaults: dict[str, Any]) -> ActivationFactory:
+def _gaaf_preset(defaults: Mapping[str, Any]) -> ActivationFactory:
     def factory(**params: Any) -> nn.Module:
         merged = dict(defaults)
         if "shape" in params and params["shape"] != defaults["shape"]:
@@ -89,7 +90,7 @@ def _plain(cls: type[nn.Module], name: str) -> ActivationFactory:
 
 for _name, _cls in _PLAIN.items():
     register_activation(_name, _plain(_cls, _name))
-for _name, _defaults in _GAAF_PRESETS.items():
+for _name, _defaults in GAAF_PRESETS.items():
     register_activation(_name, _gaaf_preset(_defaults))
 register_activation("gaaf", lambda **params: GAAF(**params))
 
