@@ -3,8 +3,10 @@ on a fake CIFAR-10 (skip of finished runs, resume of an interrupted one, a faili
 and counted in the exit status), locally and — when ray is importable — on a local Ray instance."""
 from __future__ import annotations
 
+import io
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,44 @@ def test_threads_and_env():
     assert threads_per_job(1, cores=8) == 8 and threads_per_job(3, cores=8) == 2 and threads_per_job(16, cores=2) == 1
     env = child_env(3)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3" and env["PYTHONUNBUFFERED"] == "1"
+    assert env["TORCHINDUCTOR_COMPILE_THREADS"] == "3"
+
+
+def test_child_env_spreads_job_slots_over_several_gpus(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert "CUDA_VISIBLE_DEVICES" not in child_env(2, slot=1, gpus=1)  # one GPU: every run shares it
+    assert "CUDA_VISIBLE_DEVICES" not in child_env(2, slot=1, gpus=0)
+    assert "CUDA_VISIBLE_DEVICES" not in child_env(2)                  # no slot (Ray): left alone
+    assert [child_env(2, slot=k, gpus=2)["CUDA_VISIBLE_DEVICES"] for k in range(5)] == ["0", "1", "0", "1", "0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6,7")  # the parent's own GPUs: the child gets one of them
+    assert [child_env(1, slot=k, gpus=3)["CUDA_VISIBLE_DEVICES"] for k in range(4)] == ["4", "6", "7", "4"]
+
+
+def test_sweep_gives_each_concurrent_run_its_own_slot(tmp_path: Path, monkeypatch):
+    import threading
+
+    from gaaf.experiments import sweep as sweep_mod
+
+    study = parse_study('seeds = [0, 1, 2, 3, 4]\n[base]\nmodel = "mlp"\ndevice = "cuda"\n' + RELU)
+    runs = plan(study, tmp_path)
+    monkeypatch.setattr(sweep_mod, "cuda_device_count", lambda runs: 2)
+    seen, running, lock = [], set(), threading.Lock()
+
+    def fake_execute(cmd, env, echo=None, procs=None):
+        gpu = env["CUDA_VISIBLE_DEVICES"]
+        with lock:
+            assert env["TORCHINDUCTOR_COMPILE_THREADS"] == env["OMP_NUM_THREADS"]
+            assert gpu not in running  # two jobs, two GPUs: never two runs on one GPU at once
+            running.add(gpu)
+            seen.append(gpu)
+        time.sleep(0.05)
+        with lock:
+            running.discard(gpu)
+        return 1, "fake", 0.0
+
+    monkeypatch.setattr(sweep_mod, "execute", fake_execute)
+    sweep_mod.Sweep(runs, jobs=2, out=io.StringIO()).run()
+    assert len(seen) == 5 and set(seen) == {"0", "1"}
 
 
 def test_plan_layout_states_and_overrides(tmp_path: Path):

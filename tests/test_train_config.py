@@ -86,6 +86,8 @@ def test_validate_reports_all_problems_at_once():
     ({"epochs": "ten"}, "epochs must be an integer, got 'ten'"),
     ({"batch_norm": "yes"}, "batch_norm must be true or false"),
     ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"probe_every": 0}, "probe_every must be >= 1"),
+    ({"probe_every": -3}, "probe_every must be >= 1"),
 ])
 def test_bad_values_name_the_problem(override, message):
     with pytest.raises(UserError, match="invalid training config") as e:
@@ -188,6 +190,38 @@ def test_train_step_matches_a_plain_reference_with_l2():
     assert acc[2].item() == 16
 
 
+class _WithUnusedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net, self.unused = _tiny_net(), nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_l2_gradient_reaches_a_kernel_the_forward_does_not_use():
+    # as a loss term, l2·Σw² gives an unused kernel the grad 2·l2·w; adding it after backward must too
+    cfg = resolve_config(overrides={"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "l2": 0.01,
+                                    "weight_decay": 0.0, "preset": "he2016"})
+    model = _WithUnusedConv()
+    before = model.unused.weight.detach().clone()
+    make_train_step(model, build_optimizer(model, cfg), cfg)(torch.randn(4, 3, 6, 6), torch.arange(4),
+                                                              new_accumulator("cpu"))
+    torch.testing.assert_close(model.unused.weight.detach(), before - 0.1 * (2 * 0.01 * before))
+
+
+def test_optimizer_keeps_its_implementation_when_loading_a_checkpoint_from_elsewhere():
+    # a checkpoint saved with fused=True (CUDA) loads on a CPU optimizer without turning fusion on
+    net = _tiny_net()
+    opt = build_optimizer(net, TrainConfig())
+    assert not opt.param_groups[0].get("fused")  # CPU parameters: the default implementation
+    state = opt.state_dict()
+    for group in state["param_groups"]:
+        group["fused"], group["foreach"] = True, False
+    opt.load_state_dict(state)
+    assert not opt.param_groups[0].get("fused") and opt.param_groups[0].get("foreach") is None
+
+
 def test_adam_uses_keras_epsilon_and_betas():
     opt = build_optimizer(_tiny_net(), TrainConfig())
     assert opt.defaults["eps"] == 1e-7 and opt.defaults["betas"] == (0.9, 0.999) and opt.defaults["lr"] == 1e-3
@@ -231,4 +265,24 @@ def test_config_differences_ignore_where_and_how_long():
     cfg = TrainConfig()
     saved = dataclasses.replace(cfg, epochs=5, out="a", device="cpu", data_dir="/d").to_dict()
     assert config_differences(saved, cfg) == []
+    assert config_differences(dataclasses.replace(cfg, probe=True, probe_every=7).to_dict(), cfg) == []
+    old_run = {k: v for k, v in cfg.to_dict().items() if k != "probe_every"}  # written before the field existed
+    assert config_differences(old_run, dataclasses.replace(cfg, probe_every=5)) == []
     assert config_differences(dataclasses.replace(cfg, lr=0.5).to_dict(), cfg) == ["lr: 0.5 -> 0.001"]
+
+
+# ---------------------------------------------------------------------- probe options
+def test_probe_every_flag_reaches_the_config_and_zero_is_refused():
+    import argparse
+
+    from gaaf.train.cli import config_from_args, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    assert TrainConfig().probe_every == 50
+    args = parser.parse_args(["train", "--model", "mlp", "--probe", "--probe-every", "7"])
+    cfg = config_from_args(args)
+    assert cfg.probe and cfg.probe_every == 7
+    assert config_from_args(parser.parse_args(["train"])).probe_every == 50
+    with pytest.raises(UserError, match="probe_every must be >= 1"):
+        config_from_args(parser.parse_args(["train", "--probe-every", "0"]))

@@ -8,7 +8,11 @@ A failure is recorded in <run folder>/error.txt (the command, its exit status an
 output) and the sweep goes on; the exit status is the number of failed runs (capped at 100).
 
 With ``--jobs N`` the runs go N at a time and the CPU is split between them: each child gets
-OMP_NUM_THREADS = max(1, cores // N), which torch reads at start-up for its thread pool.
+OMP_NUM_THREADS = max(1, cores // N), which torch reads at start-up for its thread pool, and as many
+TORCHINDUCTOR_COMPILE_THREADS (N runs compiling at once would otherwise each start a pool of compile
+workers the size of the core count). With several CUDA GPUs (runs on device cuda/auto) each of the N
+job slots gets CUDA_VISIBLE_DEVICES = one GPU, round-robin, so the runs spread over the GPUs; with one
+GPU all runs share it.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import collections
 import concurrent.futures
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -133,13 +138,38 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, jobs))
 
 
-def child_env(threads: int) -> dict[str, str]:
-    """The environment of one training process: thread counts set, output unbuffered."""
+def child_env(threads: int, slot: int | None = None, gpus: int = 0) -> dict[str, str]:
+    """The environment of one training process: thread counts set, output unbuffered.
+
+    `slot` is the job slot (0 .. jobs-1) the process runs in and `gpus` the CUDA devices the parent sees;
+    with gpus > 1 the child sees only GPU slot % gpus (mapped through the parent's own
+    CUDA_VISIBLE_DEVICES when that is set), so parallel runs spread over the GPUs."""
     env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TORCHINDUCTOR_COMPILE_THREADS"):
         env[var] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"  # lines arrive as they are printed, so the tail is current
+    if slot is not None and gpus > 1:
+        k = slot % gpus
+        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        env["CUDA_VISIBLE_DEVICES"] = visible[k] if len(visible) >= gpus else str(k)
     return env
+
+
+def uses_cuda(config: dict[str, Any]) -> bool:
+    """Whether a run's config may put it on a GPU (device cuda or auto)."""
+    return config.get("device", "auto") in ("cuda", "auto")
+
+
+def cuda_device_count(runs: list[PlannedRun]) -> int:
+    """CUDA devices this process sees when any run may use one (0 otherwise, or without CUDA)."""
+    if not any(uses_cuda(r.config) for r in runs):
+        return 0
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no usable CUDA: nothing to spread
+        return 0
 
 
 def execute(cmd: list[str], env: dict[str, str], echo: Callable[[str], None] | None = None,
@@ -233,16 +263,25 @@ class Sweep:
         return len(self.failed)
 
     def _run_local(self, todo: list[PlannedRun]) -> None:
-        env = child_env(self.threads)
+        gpus = cuda_device_count(todo) if self.jobs > 1 else 0
+        slots: queue.Queue[int] = queue.Queue()  # the free job slots: a run takes one, gives it back
+        for k in range(self.jobs):
+            slots.put(k)
         procs: set[subprocess.Popen] = set()
 
         def one(run: PlannedRun) -> None:
-            self.print(f"start {run.label}{' (resume)' if run.resume else ''}")
-            echo = (lambda line: self.print(f"  {run.label}| {line}")) if self.verbose else None
+            slot = slots.get()
             try:
-                rc, tail, seconds = execute(run.command(), env, echo, procs)
-            except OSError as e:  # could not even start the interpreter
-                rc, tail, seconds = 127, str(e), 0.0
+                env = child_env(self.threads, slot, gpus if uses_cuda(run.config) else 0)
+                gpu = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus > 1 and uses_cuda(run.config) else ""
+                self.print(f"start {run.label}{' (resume)' if run.resume else ''}{gpu}")
+                echo = (lambda line: self.print(f"  {run.label}| {line}")) if self.verbose else None
+                try:
+                    rc, tail, seconds = execute(run.command(), env, echo, procs)
+                except OSError as e:  # could not even start the interpreter
+                    rc, tail, seconds = 127, str(e), 0.0
+            finally:
+                slots.put(slot)
             self.record(run, rc, tail, seconds)
 
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)

@@ -36,7 +36,8 @@ FORMAT = 1
 #: fields that may differ between a checkpoint's config and the resuming one: where and how long
 #: to run, not what is trained. Everything else must match or the resumed run is a different run.
 RESUME_MAY_CHANGE = frozenset(
-    {"epochs", "out", "device", "data_dir", "download", "compile", "tensorboard", "probe", "channels_last"}
+    {"epochs", "out", "device", "data_dir", "download", "compile", "tensorboard", "probe", "probe_every",
+     "channels_last"}
 )
 
 

@@ -90,7 +90,7 @@ def _register_train(subparsers: Any) -> None:
     g.add_argument("--momentum", type=float, help="SGD momentum")
     g.add_argument("--adam-eps", dest="adam_eps", type=float, help="Adam epsilon (seed: 1e-7)")
     g.add_argument("--weight-decay", dest="weight_decay", type=float, help="optimizer weight decay")
-    g.add_argument("--l2", type=float, help="Keras-style l2 on conv kernels, added to the loss")
+    g.add_argument("--l2", type=float, help="Keras-style l2*sum(w^2) on conv kernels (applied as its gradient 2*l2*w)")
     g.add_argument("--lr-schedule", dest="lr_schedule", type=_schedule, metavar="E:F,...",
                    help="after E finished epochs use lr*F, e.g. 100:0.1,150:0.01; 'none' for constant")
 
@@ -106,6 +106,8 @@ def _register_train(subparsers: Any) -> None:
                    help="channels_last memory format (default: on CUDA)")
     g.add_argument("--tensorboard", dest="tensorboard", action="store_const", const=True, help="log to OUT/tensorboard")
     g.add_argument("--probe", dest="probe", action="store_const", const=True, help="record activation probes")
+    g.add_argument("--probe-every", dest="probe_every", type=int, metavar="N",
+                   help="with --probe: sample one training batch in N (default 50)")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
     p.set_defaults(func=cmd_train)
 

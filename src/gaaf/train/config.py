@@ -83,6 +83,7 @@ class TrainConfig:
     channels_last: bool | None = None      # None = on CUDA only
     tensorboard: bool = False              # also log to OUT/tensorboard (needs the tensorboard package)
     probe: bool = False                    # call gaaf.experiments.probes.make_probe_callback(state)
+    probe_every: int = 50                  # with probe: sample one training batch in N (>= 1)
     out: str | None = None                 # run folder; None = runs/<model>-<activation>-s<seed>-<time>
 
     # ------------------------------------------------------------------ helpers
@@ -318,6 +319,8 @@ def _problems(cfg: TrainConfig) -> list[str]:  # noqa: C901 - a flat list of che
             p.append(f"lr_schedule epochs must be increasing, got {cfg.lr_schedule}")
             break
         last = step[0]
+    if cfg.probe_every < 1:
+        p.append(f"probe_every must be >= 1 (sample one training batch in N), got {cfg.probe_every}")
     if cfg.seed < 0:
         p.append(f"seed must be >= 0, got {cfg.seed}")
     if cfg.device not in DEVICES:
