@@ -191,3 +191,36 @@ def test_outer_compile_inductor(compiled):
     y_e, g_e = _grads(model, x)
     y_c, g_c = _grads(torch.compile(model, fullgraph=True), x)
     torch.testing.assert_close((y_c, g_c), (y_e, g_e), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_grads_accumulate_in_place_and_output_is_not_a_view(compiled):
+    """The backward's output owns its storage, so autograd sums the two gradients meeting at a
+    residual connection in place (as for relu) rather than with an extra out-of-place add; the
+    forward's output stays writable in place (a following ReLU(inplace=True))."""
+    from torch.profiler import profile
+
+    class Res(nn.Module):
+        def __init__(self, act):
+            super().__init__()
+            self.c1, self.c2, self.a, self.b = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), act(), act()
+
+        def forward(self, x):
+            h = self.a(self.c1(x))
+            return self.b(h + self.c2(h))
+
+    x = torch.randn(8, 4, 32, 32)  # 32768 elements: the compiled kernels
+    counts = {}
+    for name, act in (("relu", nn.ReLU), ("gaaf", lambda: gaaf.GAAF(SPEC.base, SPEC.shape, **SPEC.shape_params))):
+        torch.manual_seed(0)
+        m = Res(act)
+        m(x).sum().backward()
+        with profile() as prof:
+            m(x).square().sum().backward()
+        counts[name] = sum(e.count for e in prof.key_averages() if e.key == "aten::add")
+    assert counts["gaaf"] == counts["relu"]
+    t = torch.randn(8, 4, 32, 32, requires_grad=True)
+    y = nn.ReLU(inplace=True)(gaaf.GAAF(SPEC.base, SPEC.shape, **SPEC.shape_params)(t))
+    y.sum().backward()
+    ref = reference.gaaf_reference(t.detach().clone().requires_grad_(True), "relu", "sigmoid", shift=-1.0)
+    assert torch.allclose(y, torch.relu(ref), atol=1.01 / SPEC.frequency)

@@ -54,10 +54,25 @@ def _is_dense(t: Tensor) -> bool:
 
 def _dense(x: Tensor) -> Tensor:
     """x itself if dense, else a dense copy with ``torch.empty_like(x)``'s layout."""
-    if _is_dense(x):
+    if x.is_contiguous() or _is_dense(x):
         return x
     out = torch.empty_like(x)
     out.copy_(x)
+    return out
+
+
+def _alias(t: Tensor, shape: "Sequence[int]", stride: "Sequence[int]") -> Tensor:
+    """A fresh tensor (not a view, not requiring grad) over a dense t's storage from t's offset.
+
+    ``set_`` with t itself as the source: going through ``t.untyped_storage()`` would create a
+    Python storage object that outlives the call and keeps the storage's use count above one,
+    which stops autograd from accumulating a gradient into it in place (an extra full-size add
+    wherever two gradients meet, e.g. at every residual connection).
+    """
+    if not t.is_contiguous():  # set_ takes a contiguous source: a transient 1-D view of the span
+        t = t.as_strided((t.numel(),), (1,))
+    out = t.new_empty((0,))
+    out.set_(t, 0, shape, stride)  # the offset counts from t's own
     return out
 
 
@@ -67,25 +82,27 @@ def _flat(t: Tensor) -> Tensor:
     Built with ``set_`` so it is neither a view nor requires grad: the compiled kernels then see
     the same kind of input every call (Dynamo guards on a view's base and on requires_grad).
     """
-    out = t.new_empty((0,))
-    out.set_(t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,))
-    return out
+    return _alias(t, (t.numel(),), (1,))
 
 
 def _same_layout(t: Tensor, like: Tensor) -> bool:
+    if like.is_contiguous():
+        return t.is_contiguous()
     return _is_dense(t) and all(a == b for a, b, n in zip(t.stride(), like.stride(), t.shape) if n != 1)
 
 
 def _unflat(flat: Tensor, like: Tensor) -> Tensor:
-    """A fresh (non-view) tensor with `like`'s shape and strides over the memory-ordered `flat`.
+    """A fresh (non-view) tensor with `like`'s shape and strides over the memory-ordered `flat`:
+    `flat` itself where `like` is 1-D contiguous, else an alias of its storage.
 
-    ``set_`` rather than ``as_strided`` so that the output of the autograd Function is not a view
-    (in-place ops on it, e.g. a following ``nn.ReLU(inplace=True)``, stay legal).
+    ``set_`` rather than ``as_strided``/``view`` so that the output of the autograd Function is
+    not a view (in-place ops on it, e.g. a following ``nn.ReLU(inplace=True)``, stay legal) and
+    a gradient returned from backward is the only owner of its storage (accumulated in place).
     """
     flat = flat.contiguous()
-    out = flat.new_empty((0,))
-    out.set_(flat.untyped_storage(), flat.storage_offset(), like.shape, like.stride())
-    return out
+    if like.dim() == 1 and like.is_contiguous():
+        return flat
+    return _alias(flat, like.shape, like.stride())
 
 
 def _tracing() -> bool:
@@ -169,11 +186,22 @@ def _composed(x: Tensor, spec: GAAFSpec) -> Tensor:
     return (base_value(xc, spec.base) + g * s).to(x.dtype)
 
 
+# Function.apply binds (x, spec) against forward's signature with inspect on every call (tens
+# of microseconds) before handing over to the C++ apply; with no torch.func transform active
+# and outside any tracer that binding changes nothing, so the C++ apply is called directly.
+_c_apply = getattr(super(torch.autograd.Function, GAAFFn), "apply", None)
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+
+
 def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
     """φ(x) + g(x)·s(x) for a validated spec, through :class:`GAAFFn` (output dtype = x's dtype)."""
     _check_input(x)
-    if callable(spec.shape) and _tracing():
-        return _composed(x, spec)
+    if _tracing():
+        if callable(spec.shape):
+            return _composed(x, spec)
+        return GAAFFn.apply(x, spec)
+    if _c_apply is not None and _transforms_active is not None and not _transforms_active() and not _is_wrapped(x):
+        return _c_apply(x, spec)
     return GAAFFn.apply(x, spec)
 
 

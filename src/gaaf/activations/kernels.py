@@ -63,13 +63,32 @@ def eager_compile_enabled() -> bool:
     return not _env_disabled()
 
 
+_env_seen: "tuple[Optional[str], bool]" = (None, False)  # (raw GAAF_NO_COMPILE, parsed) last read
+
+
 def _env_disabled() -> bool:
-    return os.environ.get("GAAF_NO_COMPILE", "").strip().lower() in ("1", "true", "yes", "on")
+    global _env_seen
+    raw = os.environ.get("GAAF_NO_COMPILE")
+    if raw != _env_seen[0]:  # parse only when the variable changed (a dict look-up per call)
+        _env_seen = (raw, (raw or "").strip().lower() in ("1", "true", "yes", "on"))
+    return _env_seen[1]
+
+
+_KEY_ATTR = "_gaaf_spec_key"
 
 
 def spec_key(spec: "GAAFSpec") -> tuple:
-    """A hashable identity of a named-shape spec (its shape_params dict is not hashable)."""
-    return (spec.base, spec.shape, spec.frequency, spec.variant, tuple(sorted(spec.shape_params.items())))
+    """A hashable identity of a named-shape spec (its shape_params dict is not hashable).
+
+    Computed once per spec and cached on it (the dataclass is frozen; its shape_params mapping
+    is validated and not meant to change).
+    """
+    cached = spec.__dict__.get(_KEY_ATTR)
+    if cached is not None:
+        return cached
+    key = (spec.base, spec.shape, spec.frequency, spec.variant, tuple(sorted(spec.shape_params.items())))
+    object.__setattr__(spec, _KEY_ATTR, key)
+    return key
 
 
 class _Consts(NamedTuple):

@@ -122,15 +122,22 @@ def sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tens
     There ``y - floor(y)`` is ``inf - inf = NaN`` (a finite y never gives NaN), so NaN → 0 is the
     guard, written ``where(v == v, v, 0)``: two eager ops, and a vectorized compare when compiled
     (inductor's CPU isnan/isinf run one element at a time). A NaN input still gives a NaN output,
-    through φ(NaN) and s(NaN).
+    through φ(NaN) and s(NaN). g = c·(1/K) with c from :func:`centered_sawtooth_and_slope`: a
+    multiply by the rounded 1/K rather than a division (relative error ~1e-16, and |g| ≤ 0.5/K).
     """
+    c, dg = centered_sawtooth_and_slope(x, frequency, variant)
+    return c * (1.0 / frequency), dg
+
+
+def centered_sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tensor, Num]":
+    """(c, g'(x)) with c = K·g(x) ∈ [−0.5, 0.5): the sawtooth before the 1/K scale, so callers
+    can fold 1/K into another constant (one multiply fewer per element)."""
     y = x * frequency
     if variant == "floor":
-        frac = _nan_to_zero(y - torch.floor(y))
-        return (frac - 0.5) / frequency, 1.0
+        return _nan_to_zero(y - torch.floor(y)) - 0.5, 1.0
     if variant == "round":
         d = _nan_to_zero(y - torch.round(y))  # in [−0.5, 0.5]
-        return (torch.abs(d) - 0.5) / frequency, torch.sign(d)
+        return torch.abs(d) - 0.5, torch.sign(d)
     raise ValueError(f"unknown variant {variant!r}")
 
 
@@ -160,8 +167,8 @@ def named_shape_and_slope(
         return s, (slope * ds if slope != 1.0 else ds)
     if shape == "gaussian":
         center, width = params["center"], params["width"]
-        d = x - center
-        s = torch.exp(-(d**2) / width)
+        d = x - center if center != 0.0 else x
+        s = torch.exp((d * d) * (-1.0 / width))  # a multiply by the rounded −1/w, not a division
         if not with_slope:
             return s, 0.0
         ds = torch.where(s > 0, s * (d * (-2.0 / width)), 0.0)  # d = ±inf: 0·inf would be NaN
@@ -195,12 +202,68 @@ def _upcast(t: Tensor) -> Tensor:
 def _fwd(x: Tensor, spec: "GAAFSpec") -> Tensor:
     """φ(x) + g(x)·s(x), in float32 for half inputs, returned in x's dtype."""
     xc = _upcast(x)
-    g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
     if callable(spec.shape):
-        s: Num = callable_shape_value(xc, spec.shape)
+        g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
+        gs: Tensor = g * callable_shape_value(xc, spec.shape)
     else:
-        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params), with_slope=False)
-    return (base_value(xc, spec.base) + g * s).to(x.dtype)
+        gs = _g_times_s(xc, spec)
+    return (base_value(xc, spec.base) + gs).to(x.dtype)
+
+
+def _g_times_s(x: Tensor, spec: "GAAFSpec") -> Tensor:
+    """g(x)·s(x) for a named shape.
+
+    Compiled, the sigmoid shape is written g / (1 + e^{−a(x + b)}): the sigmoid's own division
+    makes the product (one division and one multiply fewer per element than g·σ). Eager keeps
+    g·σ(a(x + b)): fewer kernels there.
+    """
+    params = spec.shape_params
+    if spec.shape == "sigmoid" and params["slope"] != 0.0 and torch.compiler.is_compiling():
+        g, _ = sawtooth_and_slope(x, spec.frequency, spec.variant)
+        return g / (1.0 + torch.exp(_neg_affine(x, params["slope"], params["shift"])))
+    g, _ = sawtooth_and_slope(x, spec.frequency, spec.variant)
+    s, _ = named_shape_and_slope(x, spec.shape, dict(params), with_slope=False)
+    return g if isinstance(s, float) and s == 1.0 else g * s
+
+
+def _neg_affine(x: Tensor, slope: float, shift: float) -> Tensor:
+    """−slope·(x + shift), one op where slope is 1."""
+    if slope == 1.0:
+        return (-shift) - x
+    return (x + shift if shift != 0.0 else x) * (-slope)
+
+
+def _sigmoid_shape(x: Tensor, slope: float, shift: float) -> Tensor:
+    """σ(slope·(x + shift)) for slope ≠ 0; compiled as 1/(1 + e^{−z}) with −z formed directly."""
+    if torch.compiler.is_compiling():
+        return torch.reciprocal(1.0 + torch.exp(_neg_affine(x, slope, shift)))
+    z = x + shift if shift != 0.0 else x
+    return torch.sigmoid(slope * z if slope != 1.0 else z)
+
+
+def _shape_terms(x: Tensor, spec: "GAAFSpec") -> Num:
+    r"""g'(x)·s(x) + g(x)·s'(x) for a named shape, factored to save multiplies:
+
+    sigmoid: s·(g' + a·g·(1 − s)) · gaussian: s·(g' − 2g·(x − c)/w), 0 where s = 0 (there
+    x − c may be ±inf) · none: g'. The 1/K of g is folded into the constant multiplying it.
+    """
+    frequency, params = spec.frequency, spec.shape_params
+    c, dg = centered_sawtooth_and_slope(x, frequency, spec.variant)  # g = c/K
+    if spec.shape == "sigmoid":
+        slope, shift = params["slope"], params["shift"]
+        if slope == 0.0:  # s ≡ 1/2, s' = 0
+            return 0.5 * dg
+        s = _sigmoid_shape(x, slope, shift)
+        return s * (dg + (c * (slope / frequency)) * (1.0 - s))
+    if spec.shape == "gaussian":
+        center, width = params["center"], params["width"]
+        d = x - center if center != 0.0 else x
+        s = torch.exp((d * d) * (-1.0 / width))
+        # where s = 0 the product would be 0·inf = NaN for d = ±inf; s (0, or NaN for a NaN x) is kept
+        return torch.where(s > 0, s * (dg + (c * (-2.0 / (width * frequency))) * d), s)
+    if spec.shape == "none":
+        return dg
+    raise ValueError(f"unknown shape {spec.shape!r}")
 
 
 def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
@@ -211,8 +274,8 @@ def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
     differentiable callable (for a pointwise one it equals grad·g·s').
     """
     xc, gc = _upcast(x), grad.to(compute_dtype(x.dtype))
-    g, dg = sawtooth_and_slope(xc, spec.frequency, spec.variant)
     if callable(spec.shape):
+        g, dg = sawtooth_and_slope(xc, spec.frequency, spec.variant)
         with torch.enable_grad():
             xd = xc.detach().requires_grad_(True)
             s_t = callable_shape_value(xd, spec.shape)
@@ -223,11 +286,7 @@ def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
             if vjp is not None:
                 out = out + vjp
         return out.to(x.dtype)
-    s, ds = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params))
-    rest = s if isinstance(dg, float) else dg * s  # "floor": g' = 1
-    if not (isinstance(ds, float) and ds == 0.0):
-        rest = rest + g * ds
-    return (gc * base_slope_plus(xc, spec.base, _as_tensor(rest, xc))).to(x.dtype)
+    return (gc * base_slope_plus(xc, spec.base, _as_tensor(_shape_terms(xc, spec), xc))).to(x.dtype)
 
 
 def _as_tensor(v: Num, like: Tensor) -> Tensor:
@@ -236,6 +295,6 @@ def _as_tensor(v: Num, like: Tensor) -> Tensor:
 
 
 __all__ = [
-    "compute_dtype", "base_value", "base_slope_plus", "sawtooth_and_slope",
+    "compute_dtype", "base_value", "base_slope_plus", "sawtooth_and_slope", "centered_sawtooth_and_slope",
     "named_shape_and_slope", "callable_shape_value", "_fwd", "_bwd",
 ]
