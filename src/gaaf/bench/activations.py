@@ -90,6 +90,12 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
+def machine_line(env: dict[str, Any]) -> str:
+    """The one-line hardware/software header every benchmark prints above its figures."""
+    return (f"machine: {env['platform']} | cpu: {env['cpu']} | {env['cpu_count']} cores | torch {env['torch_version']}"
+            f" | threads {env['torch_threads']} | python {env['python_version']} | gaaf {env['gaaf_version']}")
+
+
 def saved_bytes(step: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
     """Bytes of the distinct storages autograd saves for backward while computing ``step(x)``."""
     storages: dict[int, int] = {}
@@ -165,8 +171,7 @@ def format_table(result: BenchResult) -> str:
     lines = [
         f"gaaf bench activations — forward+backward, {st['dtype']}, {env['device']}"
         + (f" ({env['gpu']})" if "gpu" in env else ""),
-        f"machine: {env['platform']} | cpu: {env['cpu']} | {env['cpu_count']} cores | torch {env['torch_version']}"
-        f" | threads {env['torch_threads']} | python {env['python_version']} | gaaf {env['gaaf_version']}",
+        machine_line(env),
         f"timing: median of {st['repeats']} alternating rounds after {st['warmup']} warm-up calls"
         f"{'' if st['compile'] else ' | compile off'}",
         "vs base = median / best of the base φ's eager and compiled medians;"

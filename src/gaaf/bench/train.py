@@ -29,7 +29,7 @@ import torch
 from ..activations import kernels as gaaf_kernels
 from ..errors import UserError
 from ._timing import Timing, alternate
-from .activations import _compile_cache_room, environment
+from .activations import _compile_cache_room, environment, machine_line
 
 #: the two activations compared, with the TrainConfig overrides that select them
 ACTIVATIONS: dict[str, dict[str, Any]] = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
@@ -257,8 +257,7 @@ def format_table(result: TrainBenchResult) -> str:
     lines = [
         f"gaaf bench train — relu vs gaaf_relu (shift -1), seed preset (Adam, l2 1e-4), {env['device']}"
         + (f" ({env['gpu']})" if "gpu" in env else ""),
-        f"machine: {env['platform']} | cpu: {env['cpu']} | {env['cpu_count']} cores | torch {env['torch_version']}"
-        f" | threads {env['torch_threads']} | python {env['python_version']} | gaaf {env['gaaf_version']}",
+        machine_line(env),
         f"settings: batch {st['batch_size']} (eval {st['eval_batch_size']}) | {st['steps_per_sample']} steps per "
         f"sample | median of {st['rounds']} alternating rounds after {st['warmup']} warm-up | amp "
         f"{'bf16' if st['amp'] else 'off'} | channels_last {'on' if st['channels_last'] else 'off'} | "
