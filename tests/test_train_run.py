@@ -177,6 +177,7 @@ def test_run_level_errors_overwrite_nothing(data_dir, tmp_path, capsys):
     missing = tmp_path / "no_data"
     assert "--no-download" in _bad(capsys, ["train", "--model", "mlp", "--data-dir", str(missing), "--no-download",
                                             "--out", str(tmp_path / "nd")])
+    assert not (tmp_path / "nd").exists()  # the run folder it had made is removed again
     assert "no checkpoint at" in _bad(capsys, ["eval", str(tmp_path / "nothing.pt")])
 
 

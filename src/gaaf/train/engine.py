@@ -10,6 +10,7 @@ DistributedDataParallel, each rank trains on its shard, sums are all-reduced and
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import random
@@ -86,6 +87,7 @@ def _train(
     out = Path(cfg.out) if cfg.out else D.broadcast_object(R.default_out(cfg), info)
     cfg = dataclasses.replace(cfg, out=str(out))  # config.json records where the run went
     ckpt = None
+    made_out = not out.exists()  # a folder this call creates is removed again if setting up fails
     if resume:
         ckpt = load_checkpoint(out / "last.pt")
         check_resume_compatible(ckpt, cfg, out / "last.pt")
@@ -104,7 +106,13 @@ def _train(
 
     if info.enabled and cfg.download:  # rank 0 fetches missing files once, then every rank reads them
         D.run_on_main(lambda: load(True, torch.device("cpu"), limit=1) and None, info)
-    splits = load(cfg.download and not info.enabled)
+    try:
+        splits = load(cfg.download and not info.enabled)
+    except BaseException:
+        if made_out and main:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only succeeds while empty: nothing but our own new folder goes
+        raise
     loader_gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drives shuffling and augmentation
     train_loader = DeviceLoader(
         splits.x_train, splits.y_train, cfg.batch_size // info.world_size, shuffle=True, drop_last=False,
