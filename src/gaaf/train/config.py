@@ -230,22 +230,8 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
     origin = typing.get_origin(base)
     try:
-        if base is bool:
-            if isinstance(value, bool):
-                return value
-            raise TypeError("true or false")
-        if base is int:
-            if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-                raise TypeError("an integer")
-            return int(value)
-        if base is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError("a number")
-            return float(value)
-        if base is str:
-            if not isinstance(value, str):
-                raise TypeError("a string")
-            return value
+        if base in _SCALARS:
+            return _coerce_scalar(base, value, _SCALARS[base][0])
         if origin is list:
             (inner,) = typing.get_args(base)
             if isinstance(value, str):  # "shift,flip" from a flag or a TOML string
@@ -259,19 +245,33 @@ def _coerce(name: str, value: Any, problems: list[str]) -> Any:
     return value
 
 
+#: scalar field types → (what a single value must be, what a list of them must be)
+_SCALARS: dict[type, tuple[str, str]] = {
+    bool: ("true or false", "a list of true/false values"),
+    int: ("an integer", "a list of integers"),
+    float: ("a number", "a list of numbers"),
+    str: ("a string", "a list of strings"),
+}
+
+
+def _coerce_scalar(kind: type, v: Any, what: str) -> Any:
+    """`v` as `kind` (an integral float counts as an int; a bool is never a number), else TypeError(what)."""
+    if kind is bool:
+        ok = isinstance(v, bool)
+    elif kind is int:
+        ok = not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
+    elif kind is float:
+        ok = not isinstance(v, bool) and isinstance(v, (int, float))
+    else:
+        ok = isinstance(v, str)
+    if not ok:
+        raise TypeError(what)
+    return kind(v)
+
+
 def _coerce_item(inner: Any, v: Any) -> Any:
-    if inner is str:
-        if not isinstance(v, str):
-            raise TypeError("a list of strings")
-        return v
-    if inner is int:
-        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
-            raise TypeError("a list of integers")
-        return int(v)
-    if inner is float:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError("a list of numbers")
-        return float(v)
+    if inner in _SCALARS:
+        return _coerce_scalar(inner, v, _SCALARS[inner][1])
     if typing.get_origin(inner) is list:  # lr_schedule: list[list[float]]
         if not isinstance(v, (list, tuple)):
             raise TypeError("a list of [epoch, factor] pairs")

@@ -103,7 +103,7 @@ def make_train_step(
     x: (B, C, H, W) or (B, D) float, y: (B,) int64, acc: (3,) float64 from `new_accumulator`.
     """
     device = next(model.parameters()).device
-    amp = bool(cfg.amp)
+    autocast = _autocast(device, bool(cfg.amp))  # built once; re-entered every step
     l2 = float(cfg.l2)
     # resolved once: the unwrapped kernels (a DDP/compiled wrapper shares the same tensors)
     kernels = [w for w in conv_kernels(getattr(model, "module", model)) if w.requires_grad] if l2 > 0 else []
@@ -120,7 +120,7 @@ def make_train_step(
     def step(x: torch.Tensor, y: torch.Tensor, acc: torch.Tensor) -> None:
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
+        with autocast:
             logits = model(x)                                    # (B, classes)
             loss = F.cross_entropy(logits.float(), y)            # mean over the batch; also what is reported
         optimizer.zero_grad(set_to_none=True)
