@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..io import atomic_save
 from . import distributed as D
 from . import runfolder as R
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
@@ -200,8 +201,9 @@ def _train(
             ckpt_args = dict(model=model, optimizer=optimizer, cfg=cfg, epoch=epoch, lr=lr, best_acc=best_acc,
                              best_epoch=best_epoch, metrics=rows, total_seconds=total_seconds, rng=rng)
             save_checkpoint(out / "last.pt", **ckpt_args)
-            if is_best:
-                save_checkpoint(out / "best.pt", **ckpt_args)
+            if is_best:  # the same checkpoint: copy the bytes rather than serialise it twice
+                last_bytes = (out / "last.pt").read_bytes()
+                atomic_save(out / "best.pt", lambda f: f.write(last_bytes))
             R.write_metrics(out, rows)
         state.epoch = epoch
         call(callbacks, "on_epoch_end", state, row)
