@@ -90,6 +90,7 @@ def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *,
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if log and plotted:
             ax.set_yscale("log")
