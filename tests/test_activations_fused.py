@@ -183,6 +183,60 @@ def test_outer_compile_fullgraph_traces_forward_and_backward(shape):
     torch.testing.assert_close((y_c, g_c), (y_e, g_e), rtol=0, atol=1e-12)
 
 
+def _partitioned_graphs(model, x):
+    """Forward and backward graphs of one training step as Inductor's partitioner splits them."""
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._functorch.partitioners import min_cut_rematerialization_partition
+
+    graphs = {}
+
+    def keep(name):
+        def compiler(gm, example_inputs):
+            graphs[name] = gm
+            return gm.forward
+        return compiler
+
+    backend = aot_autograd(fw_compiler=keep("forward"), bw_compiler=keep("backward"),
+                           partition_fn=min_cut_rematerialization_partition)
+    torch._dynamo.reset()
+    _grads(torch.compile(model, fullgraph=True, backend=backend), x)
+    return graphs
+
+
+def _count(gm, op) -> int:
+    return sum(node.target is op for node in gm.graph.nodes)
+
+
+def test_outer_compile_recomputes_the_derivative_in_backward():
+    """Under torch.compile the partitioner would otherwise evaluate φ_new'(x) in the forward graph
+    and save it (it does so after a batch norm); inside the activation checkpoint the backward
+    graph recomputes it from x (one exponential per pass), and the forward graph evaluates the
+    sigmoid once, for the output."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), gaaf.GAAF("relu", "sigmoid", shift=-1.0),
+                          nn.Linear(16, 1))
+    graphs = _partitioned_graphs(model, torch.randn(32, 8))
+    exp = torch.ops.aten.exp.default
+    assert _count(graphs["forward"], exp) == 1
+    assert _count(graphs["backward"], exp) >= 1
+
+
+def test_outer_compile_without_grad_has_no_checkpoint():
+    """Inference under torch.compile (no_grad) traces the plain op: no checkpoint region."""
+    torch._dynamo.reset()
+    seen = []
+
+    def backend(gm, example_inputs):
+        seen.append(gm)
+        return gm.forward
+
+    model = nn.Sequential(nn.Linear(8, 16), gaaf.GAAF("relu", "sigmoid", shift=-1.0))
+    with torch.no_grad():
+        y = torch.compile(model, fullgraph=True, backend=backend)(torch.randn(4, 8))
+    assert y.shape == (4, 16)
+    assert not any("checkpoint" in str(node.target) for gm in seen for node in gm.graph.nodes)
+
+
 @pytest.mark.slow
 def test_outer_compile_inductor(compiled):
     torch._dynamo.reset()

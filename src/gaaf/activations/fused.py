@@ -21,7 +21,10 @@ Execution paths (all give the same numbers up to rounding):
   failed, or not worthwhile. The output has ``torch.empty_like(x)``'s layout: a dense input's
   exact strides (contiguous, channels_last, permuted), a contiguous/channels_last one otherwise.
 * **inside torch.compile / export / jit tracing**: the plain math, so the outer compiler traces
-  forward and backward with no graph break (``fullgraph=True`` works) and fuses them itself.
+  forward and backward with no graph break (``fullgraph=True`` works) and fuses them itself;
+  when training under torch.compile the op sits in an activation checkpoint so that its
+  derivative is recomputed in the backward, not precomputed and stored by the forward
+  (:func:`_recompute_in_backward`).
 
 float16/bfloat16 inputs (e.g. under autocast) are computed in float32 and returned in their
 own dtype; the Function sees no autocast (activations are not on autocast's cast lists).
@@ -31,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
+import torch.utils.checkpoint
 
 from . import kernels
 from .kernels import eager_compile_enabled, set_eager_compile
@@ -193,12 +197,28 @@ _c_apply = getattr(super(torch.autograd.Function, GAAFFn), "apply", None)
 _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
 
 
+def _recompute_in_backward(x: Tensor) -> bool:
+    """Inside torch.compile (Dynamo), training: wrap the op in an activation checkpoint.
+
+    Left alone, AOTAutograd's min-cut partitioner evaluates the closed-form derivative already in
+    the forward graph (it depends on x only) and saves it, in the tangent's layout: on a CPU
+    ResNet20 each GAAF site then writes four input-sized tensors (x, 1 + e^{−z}, the output and
+    a transposed copy of φ_new'(x)) where relu writes one. Inside a non-reentrant checkpoint the
+    region is recomputed in the backward instead, fused into the batch-norm backward kernel: one
+    exponential per element in each pass, as the eager op does (``gaaf bench train`` measures
+    the difference; see docs/DEVELOPING.md). Values and gradients are unchanged.
+    """
+    return torch.compiler.is_dynamo_compiling() and torch.is_grad_enabled() and x.requires_grad
+
+
 def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
     """φ(x) + g(x)·s(x) for a validated spec, through :class:`GAAFFn` (output dtype = x's dtype)."""
     _check_input(x)
     if _tracing():
         if callable(spec.shape):
             return _composed(x, spec)
+        if _recompute_in_backward(x):
+            return torch.utils.checkpoint.checkpoint(GAAFFn.apply, x, spec, use_reentrant=False)
         return GAAFFn.apply(x, spec)
     if _c_apply is not None and _transforms_active is not None and not _transforms_active() and not _is_wrapped(x):
         return _c_apply(x, spec)
