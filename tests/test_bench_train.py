@@ -82,3 +82,27 @@ def test_bench_gpu_needs_an_out_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OUT", raising=False)
     assert main(["bench", "gpu", "--smoke", "--device", "cpu"]) == 2
     assert main(["bench", "gpu", "--smoke", "--device", "cpu", "--out", "/tmp/x", "--phases", "nope"]) == 2
+
+
+def test_paired_ratio_cancels_a_drift_that_moves_both_candidates() -> None:
+    """Round by round the machine slows down 3×; gaaf_relu always takes 1.25× relu's time in the
+    same round. The paired ratio sees exactly 0.8; the ratio of medians sees the drift too."""
+    from gaaf.bench._timing import Timing
+    from gaaf.bench.train import Row, TrainBenchResult
+
+    drift = [1.0, 1.5, 3.0, 1.2, 2.0]
+    relu = Timing("relu", tuple(drift))
+    gaaf = Timing("gaaf_relu", tuple(1.25 * d for d in drift[1:] + drift[:1]))  # rotated: medians mislead
+    gaaf_paired = Timing("gaaf_relu", tuple(1.25 * d for d in drift))
+    for g, paired in ((gaaf_paired, True), (gaaf, False)):
+        res = TrainBenchResult(rows=[Row("m", "eager", "train", "relu", relu, 10),
+                                     Row("m", "eager", "train", "gaaf_relu", g, 10)])
+        med, q1, q3 = res.paired_ratio("m", "eager", "train")
+        assert res.ratio("m", "eager", "train") == pytest.approx(0.8)  # same medians either way
+        if paired:
+            assert (med, q1, q3) == (pytest.approx(0.8), pytest.approx(0.8), pytest.approx(0.8))
+        else:
+            assert q3 - q1 > 1.0  # unpaired rounds: the per-round ratios carry the drift
+        assert res.as_dict()["ratios"][0]["paired_median"] == pytest.approx(med)
+    missing = TrainBenchResult(rows=[Row("m", "eager", "train", "relu", relu, 10)])
+    assert all(v != v for v in missing.paired_ratio("m", "eager", "train"))

@@ -21,6 +21,8 @@ and keeps the top ops by self time (grouped by op name) with their share of the 
 from __future__ import annotations
 
 import contextlib
+import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -67,15 +69,36 @@ class TrainBenchResult:
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def _pair(self, model: str, mode: str, phase: str) -> "tuple[Row, Row] | None":
+        rows = {r.activation: r for r in self.rows if (r.model, r.mode, r.phase) == (model, mode, phase)}
+        return (rows["relu"], rows["gaaf_relu"]) if {"relu", "gaaf_relu"} <= set(rows) else None
+
     def ratio(self, model: str, mode: str, phase: str) -> float:
-        """images/s of gaaf_relu ÷ images/s of relu (nan where either is missing)."""
-        ips = {r.activation: r.images_per_second for r in self.rows
-               if (r.model, r.mode, r.phase) == (model, mode, phase)}
-        return ips["gaaf_relu"] / ips["relu"] if {"relu", "gaaf_relu"} <= set(ips) else float("nan")
+        """images/s of gaaf_relu ÷ images/s of relu, from the two medians (nan where either is missing)."""
+        pair = self._pair(model, mode, phase)
+        return pair[1].images_per_second / pair[0].images_per_second if pair else float("nan")
+
+    def paired_ratio(self, model: str, mode: str, phase: str) -> "tuple[float, float, float]":
+        """(median, q1, q3) of the per-round ratios relu seconds ÷ gaaf_relu seconds.
+
+        Both ran in the same round, next to each other, so a drift of the machine's speed (other
+        jobs, clocks) that moves both cancels in each round's ratio; the median over rounds then
+        drops the rounds a burst hit one side of. nan where either side is missing.
+        """
+        pair = self._pair(model, mode, phase)
+        if pair is None:
+            return (math.nan,) * 3
+        per_round = [a / b for a, b in zip(pair[0].timing.samples, pair[1].timing.samples)]
+        if len(per_round) < 2:
+            return (per_round[0],) * 3
+        q1, _, q3 = statistics.quantiles(per_round, n=4, method="inclusive")
+        return statistics.median(per_round), q1, q3
 
     def as_dict(self) -> dict[str, Any]:
         keys = dict.fromkeys((r.model, r.mode, r.phase) for r in self.rows)
-        ratios = [{"model": m, "mode": mo, "phase": p, "gaaf_relu_over_relu": self.ratio(m, mo, p)} for m, mo, p in keys]
+        ratios = [{"model": m, "mode": mo, "phase": p, "gaaf_relu_over_relu": self.ratio(m, mo, p),
+                   **dict(zip(("paired_median", "paired_q1", "paired_q3"), self.paired_ratio(m, mo, p)))}
+                  for m, mo, p in keys]
         return {"environment": self.environment, "settings": self.settings, "rows": [r.as_dict() for r in self.rows],
                 "ratios": ratios, "profiles": self.profiles}
 
@@ -263,7 +286,7 @@ def format_table(result: TrainBenchResult) -> str:
         f"{'bf16' if st['amp'] else 'off'} | channels_last {'on' if st['channels_last'] else 'off'} | "
         f"GAAF eager kernels {'on' if st['gaaf_eager_kernels'] else 'off'}",
         "", f"{'model':<14}{'mode':<10}{'phase':<7}{'relu img/s':>12}{'gaaf img/s':>12}{'ratio':>8}"
-        f"{'IQR relu':>10}{'IQR gaaf':>10}{'1st call':>10}",
+        f"{'paired [q1, q3]':>23}{'IQR relu':>10}{'IQR gaaf':>10}{'1st call':>10}",
     ]
     lines.append("-" * len(lines[-1]))
     by_key: dict[tuple[str, str, str], dict[str, Row]] = {}
@@ -273,10 +296,13 @@ def format_table(result: TrainBenchResult) -> str:
         relu, gaaf = rows.get("relu"), rows.get("gaaf_relu")
         iqr = [f"{100 * r.timing.iqr / r.timing.median:.0f}%" if r else "—" for r in (relu, gaaf)]
         first = max((r.timing.first_call for r in rows.values()), default=float("nan"))
+        med, q1, q3 = result.paired_ratio(model, mode, phase)
         lines.append(
             f"{model:<14}{mode:<10}{phase:<7}{_ips(relu):>12}{_ips(gaaf):>12}"
-            f"{result.ratio(model, mode, phase):>8.3f}{iqr[0]:>10}{iqr[1]:>10}{first:>9.1f}s")
-    lines.append("ratio = gaaf_relu img/s ÷ relu img/s (1.000 = no cost); IQR as % of the median sample")
+            f"{result.ratio(model, mode, phase):>8.3f}{f'{med:.3f} [{q1:.3f}, {q3:.3f}]':>23}"
+            f"{iqr[0]:>10}{iqr[1]:>10}{first:>9.1f}s")
+    lines.append("ratio = gaaf_relu img/s ÷ relu img/s (1.000 = no cost), from the medians; paired = median [quartiles]"
+                 " of the per-round ratios (each round times both side by side); IQR as % of the median sample")
     for key, ops in result.profiles.items():
         lines += ["", f"profile {key}: top ops by self time (ms per step, share)"]
         lines += [f"  {o['ms_per_step']:9.2f} ms {100 * o['share']:5.1f}%  {o['calls_per_step']:6.1f}×  {o['op']}"
