@@ -4,7 +4,9 @@ Plain eager PyTorch runs the ~15 elementwise ops of GAAF as ~15 kernels, each re
 a whole tensor. Compiled, forward and backward are one loop each. Kernels are built lazily, on
 first use, for 1-D contiguous inputs with a dynamic length (``dynamic=True``): the fused op hands
 them a flat view of the tensor's storage, so shapes and memory layouts never cause a recompile.
-The spec's numbers are constants baked into the generated code (see :func:`_build`).
+The spec's numbers are constants baked into the generated code (see :func:`_build`). On CPU
+each kernel is compiled ahead of time on its first call and then runs without Dynamo's per-call
+guard check (:class:`_Kernel`).
 
 The plain math is used instead, with identical results up to floating-point rounding:
 
@@ -37,7 +39,7 @@ EAGER_COMPILE_MIN_NUMEL = 1 << 15
 
 _enabled: Optional[bool] = None  # None: follow the GAAF_NO_COMPILE environment variable
 _failed: Optional[str] = None  # why compilation was given up, once it failed
-_cache: "dict[tuple, tuple[Callable[[Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]]" = {}
+_cache: "dict[tuple, tuple[_Kernel, _Kernel]]" = {}
 _lock = threading.Lock()
 _names = itertools.count()  # unique kernel names (for Dynamo's logs and caches)
 
@@ -110,7 +112,7 @@ def {name}_bwd(x, grad):  # x, grad: (n,) contiguous
 """
 
 
-def _build(spec: "GAAFSpec", name: str) -> "tuple[Callable, Callable]":
+def _build(spec: "GAAFSpec", name: str, device_type: str) -> "tuple[_Kernel, _Kernel]":
     """Compile forward and backward for one spec.
 
     The spec's numbers are written into generated source as literals (``repr`` of a float
@@ -126,18 +128,48 @@ def _build(spec: "GAAFSpec", name: str) -> "tuple[Callable, Callable]":
     namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
     exec(compile(_KERNEL_SOURCE.format(name=name, consts=consts), f"<gaaf kernel {name}>", "exec"), namespace)
     fwd, bwd = namespace[f"{name}_fwd"], namespace[f"{name}_bwd"]
-    return (torch.compile(fwd, dynamic=True, fullgraph=True),  # type: ignore[arg-type]
-            torch.compile(bwd, dynamic=True, fullgraph=True))  # type: ignore[arg-type]
+    return (_Kernel(torch.compile(fwd, dynamic=True, fullgraph=True), device_type),
+            _Kernel(torch.compile(bwd, dynamic=True, fullgraph=True), device_type))
 
 
-def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[Callable, Callable]":
+class _Kernel:
+    """One compiled kernel. On CPU the first call compiles it ahead of time for its arguments
+    (``aot_compile``) and later calls skip Dynamo's per-call frame evaluation and guard check
+    (≈ 50 µs of a ≈ 100 µs call, 38 calls per ResNet20 step). That is safe here because every
+    call has the same kind of arguments as the first: 1-D contiguous tensors of this kernel's dtype
+    and device, not requiring grad, any length ≥ :data:`EAGER_COMPILE_MIN_NUMEL` (the length is
+    symbolic). Elsewhere (CUDA: a device index may change between calls) and wherever ahead-of-time
+    compilation is unavailable (e.g. compile caches disabled) it stays the guarded
+    ``torch.compile`` function.
+    """
+
+    __slots__ = ("compiled", "run")
+
+    def __init__(self, compiled: Callable, device_type: str) -> None:
+        self.compiled = compiled
+        self.run: Callable = self._first_call if device_type == "cpu" else compiled
+
+    def _first_call(self, *args: Tensor) -> Tensor:
+        try:
+            fast = self.compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
+            fast.disable_guard_check()
+        except Exception:  # not available here: keep the guarded function
+            fast = self.compiled
+        self.run = fast
+        return fast(*args)
+
+    def __call__(self, *args: Tensor) -> Tensor:
+        return self.run(*args)
+
+
+def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
     key = (spec_key(spec), x.dtype, x.device.type)
     kernels = _cache.get(key)
     if kernels is None:
         with _lock:
             kernels = _cache.get(key)
             if kernels is None:
-                kernels = _cache[key] = _build(spec, f"gaaf_{next(_names)}")
+                kernels = _cache[key] = _build(spec, f"gaaf_{next(_names)}", x.device.type)
     return kernels
 
 
@@ -161,7 +193,7 @@ def forward_flat(x: Tensor, spec: "GAAFSpec") -> Tensor:
     """φ(x) + g(x)·s(x) of a 1-D contiguous tensor: the compiled kernel where usable, else plain."""
     if _usable(spec, x):
         try:
-            return _kernels(spec, x)[0](x)
+            return _kernels(spec, x)[0].run(x)
         except Exception as err:  # compile errors surface on the first call
             _give_up(err)
     return _fwd(x, spec)
@@ -171,7 +203,7 @@ def backward_flat(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
     """grad·φ_new'(x) of 1-D contiguous tensors: the compiled kernel where usable, else plain."""
     if _usable(spec, x):
         try:
-            return _kernels(spec, x)[1](x, grad)
+            return _kernels(spec, x)[1].run(x, grad)
         except Exception as err:
             _give_up(err)
     return _bwd(x, grad, spec)
