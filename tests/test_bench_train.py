@@ -106,3 +106,38 @@ def test_paired_ratio_cancels_a_drift_that_moves_both_candidates() -> None:
         assert res.as_dict()["ratios"][0]["paired_median"] == pytest.approx(med)
     missing = TrainBenchResult(rows=[Row("m", "eager", "train", "relu", relu, 10)])
     assert all(v != v for v in missing.paired_ratio("m", "eager", "train"))
+
+
+def test_floor_sites_ceiling_and_report() -> None:
+    """gaaf_sites finds every GAAF site with the elements it receives; the floor times both kernels
+    at those sizes; the ceiling is T / (T + extra); the table and JSON carry them."""
+    import torch
+
+    from gaaf.bench._timing import Timing
+    from gaaf.bench.activations import environment
+    from gaaf.bench.floor import Floor, activation_floor, gaaf_sites
+    from gaaf.bench.train import Row, TrainBenchResult
+    from gaaf.models import activation_sites, build_model
+
+    model = build_model("resnet8_v1", 10, (3, 32, 32), "gaaf_relu", {"shift": -1.0}, stem_activation="relu")
+    spec, sizes = gaaf_sites(model, torch.randn(2, 3, 32, 32))
+    assert spec is not None and spec.shape_params["shift"] == -1.0
+    n_gaaf = sum(type(m).__name__ == "GAAF" for _, m in activation_sites(model))
+    assert len(sizes) == n_gaaf == 6  # 3 blocks × 2; the relu stem is not a GAAF site
+    assert sizes[:2] == [2 * 16 * 32 * 32] * 2 and sizes[-1] == 2 * 64 * 8 * 8
+    assert gaaf_sites(build_model("resnet8_v1", 10, (3, 32, 32), "relu", {}), torch.randn(1, 3, 32, 32)) == (None, [])
+
+    floor = activation_floor(spec, sizes, torch.device("cpu"), rounds=2)
+    assert floor.sites == tuple(sizes) and floor.relu_s > 0 and floor.gaaf_s > 0
+    assert Floor((10,), 1.0, 3.0).ceiling(8.0) == pytest.approx(0.8)
+    assert Floor((10,), 3.0, 1.0).ceiling(8.0) == 1.0  # a negative extra never raises the ceiling above 1
+
+    res = TrainBenchResult(rows=[Row("m", "eager", "train", "relu", Timing("relu", (0.8, 0.8)), 10)],
+                           settings={"steps_per_sample": 2, "batch_size": 5, "eval_batch_size": 5, "rounds": 2,
+                                     "warmup": 0, "amp": False, "channels_last": False, "gaaf_eager_kernels": False},
+                           environment=environment(torch.device("cpu")),
+                           floors={"m": Floor((10,), 0.1, 0.2)})
+    assert res.ceiling("m", "eager") == pytest.approx(0.4 / 0.5)  # relu step 0.8 s / 2 steps = 0.4 s
+    assert res.ceiling("m", "compiled") != res.ceiling("m", "compiled")  # no compiled row: nan
+    assert "highest reachable train ratio: eager 0.800" in format_table(res)
+    assert res.as_dict()["floors"]["m"]["ceilings"]["eager"] == pytest.approx(0.8)

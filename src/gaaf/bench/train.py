@@ -31,6 +31,7 @@ import torch
 from ..activations import kernels as gaaf_kernels
 from ..errors import UserError
 from ._timing import Timing, alternate
+from .floor import Floor, activation_floor, gaaf_sites
 from .activations import _compile_cache_room, environment, machine_line
 
 #: the two activations compared, with the TrainConfig overrides that select them
@@ -66,6 +67,7 @@ class Row:
 class TrainBenchResult:
     rows: list[Row] = field(default_factory=list)
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    floors: dict[str, Floor] = field(default_factory=dict)  # per model: the activation kernels alone
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -99,8 +101,20 @@ class TrainBenchResult:
         ratios = [{"model": m, "mode": mo, "phase": p, "gaaf_relu_over_relu": self.ratio(m, mo, p),
                    **dict(zip(("paired_median", "paired_q1", "paired_q3"), self.paired_ratio(m, mo, p)))}
                   for m, mo, p in keys]
+        floors = {m: {**f.as_dict(), "ceilings": {mode: self.ceiling(m, mode) for mode in MODES}}
+                  for m, f in self.floors.items()}
         return {"environment": self.environment, "settings": self.settings, "rows": [r.as_dict() for r in self.rows],
-                "ratios": ratios, "profiles": self.profiles}
+                "ratios": ratios, "floors": floors, "profiles": self.profiles}
+
+    def ceiling(self, model: str, mode: str) -> float:
+        """The highest train ratio the model's relu step allows given gaaf_relu's activation-kernel
+        floor (see :mod:`.floor`); nan without a floor or a relu train row."""
+        relu = next((r for r in self.rows if (r.model, r.mode, r.phase, r.activation) == (model, mode, "train", "relu")),
+                    None)
+        floor = self.floors.get(model)
+        if relu is None or floor is None:
+            return math.nan
+        return floor.ceiling(relu.timing.median / self.settings.get("steps_per_sample", 1))
 
 
 # --------------------------------------------------------------------------- building one candidate
@@ -233,12 +247,15 @@ def _bench_model(model: str, result: TrainBenchResult, device: torch.device, bat
                  profile_steps: int, sync: Any, log: Callable[[str], None]) -> None:
     cands: dict[tuple[str, str, str], Callable[[], None]] = {}
     train_steps: dict[str, Callable[[], None]] = {}
+    probe: "tuple[torch.nn.Module, torch.Tensor] | None" = None  # a gaaf_relu model and its batch
     for mode in modes:
         for act in ACTIVATIONS:
             cfg = bench_config(model, act, batch_size=batch_size, amp=amp, device=device.type)
             c = build_candidate(cfg, device, compile=mode == "compiled", channels_last=cl)
             x, y = synthetic_batch(cfg, batch_size, device)
             cands[(mode, "train", act)] = train_fn(c, x, y, steps)
+            if act == "gaaf_relu" and probe is None:
+                probe = (c.model, x)
             train_steps[f"{model}/{mode}/{act}"] = train_fn(c, x, y, 1)
             if eval_phase:
                 xe, ye = synthetic_batch(cfg, eval_bs, device, seed=1)
@@ -249,6 +266,10 @@ def _bench_model(model: str, result: TrainBenchResult, device: torch.device, bat
     for (mode, phase, act) in cands:
         images = steps * (batch_size if phase == "train" else eval_bs)
         result.rows.append(Row(model, mode, phase, act, timings[f"{mode}/{phase}/{act}"], images))
+    spec, sizes = gaaf_sites(*probe) if probe is not None else (None, [])
+    if spec is not None and sizes:
+        log(f"{model}: activation kernels alone ({len(sizes)} GAAF sites)")
+        result.floors[model] = activation_floor(spec, sizes, device, rounds=max(rounds, 5), sync=sync)
     if profile_steps:
         for key, fn in train_steps.items():
             log(f"profiling {key} ({profile_steps} steps)")
@@ -303,6 +324,14 @@ def format_table(result: TrainBenchResult) -> str:
             f"{iqr[0]:>10}{iqr[1]:>10}{first:>9.1f}s")
     lines.append("ratio = gaaf_relu img/s ÷ relu img/s (1.000 = no cost), from the medians; paired = median [quartiles]"
                  " of the per-round ratios (each round times both side by side); IQR as % of the median sample")
+    for model, floor in result.floors.items():
+        ceilings = ", ".join(f"{mode} {result.ceiling(model, mode):.3f}" for mode in MODES
+                             if math.isfinite(result.ceiling(model, mode)))
+        lines.append(
+            f"floor {model}: the activation kernels alone (fwd+bwd, {len(floor.sites)} GAAF sites, "
+            f"{sum(floor.sites) / 1e6:.1f}M elements) take {1e3 * floor.relu_s:.1f} ms per step for relu, "
+            f"{1e3 * floor.gaaf_s:.1f} ms for gaaf_relu: +{1e3 * floor.extra_s:.1f} ms; highest reachable train ratio: "
+            f"{ceilings or 'n/a'}")
     for key, ops in result.profiles.items():
         lines += ["", f"profile {key}: top ops by self time (ms per step, share)"]
         lines += [f"  {o['ms_per_step']:9.2f} ms {100 * o['share']:5.1f}%  {o['calls_per_step']:6.1f}×  {o['op']}"
