@@ -91,7 +91,9 @@ def _register_train(bench_sub: "argparse._SubParsersAction") -> None:
         help="training/eval throughput of relu vs gaaf_relu models (the engine's real step)",
         description="Training and evaluation throughput (images/s) of each model with relu and with gaaf_relu "
         "(shift -1), in one process, alternating rounds, through the engine's make_train_step/evaluate with the "
-        "seed preset on a synthetic device-resident batch; eager and torch.compile; ratio gaaf_relu/relu.",
+        "seed preset on a synthetic device-resident batch; eager and torch.compile; ratio gaaf_relu/relu (of the "
+        "medians, and paired: the median of per-round ratios). Under the table, per model, the floor: relu's and "
+        "gaaf_relu's activation kernels alone at every GAAF site's size, and the highest train ratio they allow.",
     )
     p.add_argument("--models", default="resnet20_v1", metavar="M1,M2",
                    help="comma-separated model names, e.g. resnet20_v1,resnet56_v2,mlp (default %(default)s)")
