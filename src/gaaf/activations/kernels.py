@@ -158,9 +158,6 @@ class _Kernel:
         self.run = fast
         return fast(*args)
 
-    def __call__(self, *args: Tensor) -> Tensor:
-        return self.run(*args)
-
 
 def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
     key = (spec_key(spec), x.dtype, x.device.type)
