@@ -41,16 +41,22 @@ class Timing:
     @property
     def iqr(self) -> float:
         """Interquartile range (q3 − q1) of the samples; 0 for fewer than two samples."""
-        if len(self.samples) < 2:
-            return 0.0
-        q = statistics.quantiles(self.samples, n=4, method="inclusive")
-        return q[2] - q[0]
+        q1, q3 = quartiles(self.samples)
+        return q3 - q1
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {
             "name": self.name, "median_s": self.median, "best_s": self.best, "iqr_s": self.iqr,
             "rounds": len(self.samples), "first_call_s": self.first_call,
         }
+
+
+def quartiles(values: Sequence[float]) -> "tuple[float, float]":
+    """(q1, q3) of `values` (inclusive method); both the value itself for a single value."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
 
 
 def time_once(fn: Callable[[], object], sync: Sync = None, number: int = 1) -> float:
@@ -127,4 +133,4 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-__all__ = ["Timing", "alternate", "calls_per_sample", "format_seconds", "rotated", "time_once"]
+__all__ = ["Timing", "alternate", "calls_per_sample", "format_seconds", "quartiles", "rotated", "time_once"]

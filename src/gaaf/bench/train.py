@@ -30,7 +30,7 @@ import torch
 
 from ..activations import kernels as gaaf_kernels
 from ..errors import UserError
-from ._timing import Timing, alternate
+from ._timing import Timing, alternate, quartiles
 from .floor import Floor, activation_floor, gaaf_sites
 from .activations import _compile_cache_room, environment, machine_line
 
@@ -71,9 +71,13 @@ class TrainBenchResult:
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def _row(self, model: str, mode: str, phase: str, activation: str) -> "Row | None":
+        return next((r for r in self.rows if (r.model, r.mode, r.phase, r.activation) == (model, mode, phase, activation)),
+                    None)
+
     def _pair(self, model: str, mode: str, phase: str) -> "tuple[Row, Row] | None":
-        rows = {r.activation: r for r in self.rows if (r.model, r.mode, r.phase) == (model, mode, phase)}
-        return (rows["relu"], rows["gaaf_relu"]) if {"relu", "gaaf_relu"} <= set(rows) else None
+        relu, gaaf = self._row(model, mode, phase, "relu"), self._row(model, mode, phase, "gaaf_relu")
+        return (relu, gaaf) if relu is not None and gaaf is not None else None
 
     def ratio(self, model: str, mode: str, phase: str) -> float:
         """images/s of gaaf_relu ÷ images/s of relu, from the two medians (nan where either is missing)."""
@@ -91,9 +95,7 @@ class TrainBenchResult:
         if pair is None:
             return (math.nan,) * 3
         per_round = [a / b for a, b in zip(pair[0].timing.samples, pair[1].timing.samples)]
-        if len(per_round) < 2:
-            return (per_round[0],) * 3
-        q1, _, q3 = statistics.quantiles(per_round, n=4, method="inclusive")
+        q1, q3 = quartiles(per_round)
         return statistics.median(per_round), q1, q3
 
     def as_dict(self) -> dict[str, Any]:
@@ -109,8 +111,7 @@ class TrainBenchResult:
     def ceiling(self, model: str, mode: str) -> float:
         """The highest train ratio the model's relu step allows given gaaf_relu's activation-kernel
         floor (see :mod:`.floor`); nan without a floor or a relu train row."""
-        relu = next((r for r in self.rows if (r.model, r.mode, r.phase, r.activation) == (model, mode, "train", "relu")),
-                    None)
+        relu = self._row(model, mode, "train", "relu")
         floor = self.floors.get(model)
         if relu is None or floor is None:
             return math.nan
@@ -325,8 +326,8 @@ def format_table(result: TrainBenchResult) -> str:
     lines.append("ratio = gaaf_relu img/s ÷ relu img/s (1.000 = no cost), from the medians; paired = median [quartiles]"
                  " of the per-round ratios (each round times both side by side); IQR as % of the median sample")
     for model, floor in result.floors.items():
-        ceilings = ", ".join(f"{mode} {result.ceiling(model, mode):.3f}" for mode in MODES
-                             if math.isfinite(result.ceiling(model, mode)))
+        by_mode = {mode: result.ceiling(model, mode) for mode in MODES}
+        ceilings = ", ".join(f"{mode} {c:.3f}" for mode, c in by_mode.items() if math.isfinite(c))
         lines.append(
             f"floor {model}: the activation kernels alone (fwd+bwd, {len(floor.sites)} GAAF sites, "
             f"{sum(floor.sites) / 1e6:.1f}M elements) take {1e3 * floor.relu_s:.1f} ms per step for relu, "
