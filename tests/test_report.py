@@ -185,3 +185,28 @@ def test_folder_states(tmp_path: Path):
     assert folders.state(tmp_path / "a") == folders.FAILED
     write_run(tmp_path / "a", {}, [0.5, 0.6])
     assert folders.state(tmp_path / "a") == folders.FINISHED  # a finished run wins over an old error.txt
+
+
+def test_acc_vs_shift_frame_shows_reference_lines_and_widens_a_single_shift() -> None:
+    """Baselines are horizontal lines, which matplotlib leaves out of autoscaling: the frame takes
+    them in with a margin; one shift value gets a 2-wide x axis instead of ±0.05."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from gaaf.experiments.report_plots import _frame
+
+    ax = Figure().add_subplot()
+    ax.plot([-1.0], [0.47], marker="o")
+    ax.axhline(0.459)
+    ax.axhline(0.8084)
+    _frame(ax, [0.459, 0.8084], [-1.0])
+    lo, hi = ax.get_ylim()
+    assert lo < 0.459 - 0.01 and hi > 0.8084 + 0.01
+    assert ax.get_xlim() == (-2.0, 0.0)
+    ax2 = Figure().add_subplot()
+    ax2.plot([-1.0, 1.0], [0.5, 0.6])
+    before = ax2.get_xlim()
+    _frame(ax2, [], [-1.0, 1.0])
+    assert ax2.get_xlim() == before  # several shifts: autoscaled x axis kept

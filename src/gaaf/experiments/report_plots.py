@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..io import atomic_save
 from . import stats
@@ -70,27 +70,46 @@ def plot_acc_vs_shift(study: "Study", rows: "list[RunRow]", path: Path) -> Path 
         if published:
             ax.plot([x for x, _ in published], [y for _, y in published], color=color, marker="x", linestyle=":",
                     markersize=8, alpha=0.8, label=f"{label} (published, single run)")  # fmt: skip
+    refs: list[float] = []  # heights of the horizontal reference lines
+
+    def hline(y: float, **kw: Any) -> None:
+        refs.append(y)
+        ax.axhline(y, **kw)
+
     baseline = next((r for r in rows if r.name == study.baseline), None)
     if baseline is not None and baseline.summary.n:
         m, s = baseline.summary.mean, baseline.summary.std
-        ax.axhline(m, color="black", linewidth=1.2, label=f"baseline {baseline.name} (ours)")
+        hline(m, color="black", linewidth=1.2, label=f"baseline {baseline.name} (ours)")
         if s > 0:
             ax.axhspan(m - s, m + s, color="black", alpha=0.08)
     if baseline is not None and baseline.spec.published is not None:
-        ax.axhline(baseline.spec.published, color="black", linestyle="--", linewidth=1,
-                   label=f"baseline {baseline.name} (published)")  # fmt: skip
+        hline(baseline.spec.published, color="black", linestyle="--", linewidth=1,
+              label=f"baseline {baseline.name} (published)")  # fmt: skip
     for row in flat:
         if row.summary.n:
-            ax.axhline(row.summary.mean, color="tab:red", linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
+            hline(row.summary.mean, color="tab:red", linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
         if row.spec.published is not None:
-            ax.axhline(row.spec.published, color="tab:red", linestyle=":", linewidth=1,
-                       label=f"{row.name} (published)")  # fmt: skip
+            hline(row.spec.published, color="tab:red", linestyle=":", linewidth=1,
+                  label=f"{row.name} (published)")  # fmt: skip
+    _frame(ax, refs, [x for points in series.values() for x, _ in points])
     ax.set_xlabel("shift of the sigmoid shape s(x) = sigmoid(x + shift)")
     ax.set_ylabel("final test accuracy")
     ax.set_title(study.title or "Accuracy vs shift", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
+
+
+def _frame(ax, refs: "list[float]", shifts: "list[float]") -> None:
+    """Axis limits that show every line with a margin: horizontal reference lines (`refs`, the
+    baselines) take no part in autoscaling, and a study with one shift would get a ±0.05 wide x axis."""
+    if refs:
+        lo, hi = ax.get_ylim()
+        lo, hi = min(lo, *refs), max(hi, *refs)
+        pad = 0.05 * (hi - lo or 1.0)
+        ax.set_ylim(lo - pad, hi + pad)
+    if shifts and min(shifts) == max(shifts):
+        ax.set_xlim(shifts[0] - 1.0, shifts[0] + 1.0)
 
 
 def plot_learning_curves(rows: "list[RunRow]", path: Path) -> Path | None:
