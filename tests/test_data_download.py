@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import socket
+import stat
 import tarfile
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from data_fakes import make_tar_gz, write_fake_cifar10, write_fake_mnist, write_fake_svhn
 from gaaf.data import CIFAR10, MNIST, SVHN, load_dataset
 from gaaf.errors import UserError
+from gaaf.io import current_umask
 
 
 def _md5(path: Path) -> str:
@@ -81,6 +83,8 @@ def test_cifar10_download_extract_then_idempotent(tmp_path, mirror, monkeypatch)
     assert mirror.requests == ["/cifar-10-python.tar.gz"]
     assert (root / "cifar-10-python.tar.gz").is_file() and (root / "cifar-10-batches-py" / "test_batch").is_file()
     assert _leftovers(root) == []
+    readable = 0o666 & ~current_umask()  # the archive gets the mode open() would give, not mkstemp's 0o600
+    assert stat.S_IMODE((root / "cifar-10-python.tar.gz").stat().st_mode) == readable
     again = load_dataset("cifar10", root, download=False, normalize="none")  # no archive needed, no request
     assert len(mirror.requests) == 1 and again.x_train.equal(s.x_train)
     load_dataset("cifar10", root, quiet=True)

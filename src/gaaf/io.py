@@ -1,6 +1,9 @@
 """Atomic file writes: every file gaaf writes goes to a temp file in the same folder, is
 flushed and fsynced, then renamed over the target. A crash leaves the old file or the new
 one, never half of either.
+
+Written files get the mode a plain ``open(path, "w")`` would give them (0o666 less the process's
+umask), not mkstemp's private 0o600: results are meant to be read by others.
 """
 from __future__ import annotations
 
@@ -10,6 +13,24 @@ import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the kernel reports it (Linux ≥ 4.7);
+    elsewhere set-and-restore (not thread-safe for that instant, as any umask query there)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode ``open()`` (0o666) or ``mkdir()`` (0o777) gives a new file or folder under the umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 @contextlib.contextmanager
@@ -24,6 +45,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, default_mode())
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()

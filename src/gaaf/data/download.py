@@ -27,6 +27,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..io import default_mode
 from .base import MIRROR_ENV, corrupt
 
 _CHUNK = 1 << 20  # bytes per read while streaming and hashing
@@ -75,6 +76,7 @@ def fetch(name: str, url: str, path: Path, md5: str | None, *, quiet: bool | Non
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     hint = f"download it yourself and put it at {path}, or set {MIRROR_ENV} to a mirror"
     try:
+        os.fchmod(fd, default_mode())
         with os.fdopen(fd, "wb") as out:
             h = hashlib.md5()
             got = 0
