@@ -3,9 +3,39 @@
     import gaaf
     act = gaaf.get_activation("gaaf_relu", shift=-1.0)   # an nn.Module
     y = gaaf.functional.gaaf(x, "tanh", shape="gaussian", width=3.0)
+
+The public names are imported on first use (PEP 562), so ``import gaaf`` and ``gaaf --version``
+do not load PyTorch until an activation is asked for.
 """
-from .activations import GAAF, GAAFSpec, get_activation, list_activations, register_activation
-from .activations import functional
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["GAAF", "GAAFSpec", "functional", "get_activation", "list_activations", "register_activation", "__version__"]
+
+#: public name -> the module that defines it
+_PUBLIC = {
+    "GAAF": "gaaf.activations",
+    "GAAFSpec": "gaaf.activations",
+    "functional": "gaaf.activations",
+    "get_activation": "gaaf.activations",
+    "list_activations": "gaaf.activations",
+    "register_activation": "gaaf.activations",
+}
+__all__ = [*sorted(_PUBLIC), "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .activations import GAAF, GAAFSpec, functional, get_activation, list_activations, register_activation
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'gaaf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_PUBLIC})

@@ -1,8 +1,9 @@
 """The `gaaf` command line. Each subcommand lives beside the code it drives and exposes
 ``register(subparsers)``, which adds its parser and sets ``func=handler(args) -> int``.
 
-Bad input (UserError, ValueError, missing files) ends with one line ``gaaf: error: ...`` and exit
-status 2, no traceback; set GAAF_DEBUG=1 to see the traceback.
+Bad input (UserError, ValueError, missing files, and argparse's own usage errors) ends with one
+line ``gaaf ...: error: ...`` and exit status 2, no traceback and no usage block; set GAAF_DEBUG=1
+to see the traceback. ``gaaf --version`` answers before any subcommand (and so PyTorch) is imported.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
+from . import __version__
 from .errors import UserError
 
 #: modules that define subcommands, in the order the help lists them
@@ -24,10 +26,17 @@ _SUBCOMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line plus where to look, not the whole usage block.
 
-    parser = argparse.ArgumentParser(
+    Subparsers are created with the parent's class, so every ``gaaf ...`` subcommand gets it."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
         prog="gaaf",
         description="Gradient Acceleration in Activation Functions: activations, training, studies, reports.",
     )
@@ -48,6 +57,10 @@ def _module_exists(name: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:  # without building the parser, which imports every subcommand
+        print(f"gaaf {__version__}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -1,0 +1,43 @@
+"""The top-level `gaaf` command: one-line usage errors, a --version that loads nothing heavy."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gaaf import __version__
+from gaaf.cli import main
+
+
+@pytest.mark.parametrize("argv, prog", [
+    (["train", "--epochs", "x"], "gaaf train"),
+    (["bogus"], "gaaf"),
+    (["plot", "activations", "--nope"], "gaaf plot activations"),
+    (["sweep"], "gaaf sweep"),
+])
+def test_usage_errors_are_one_line_with_a_help_hint(argv, prog, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"{prog}: error: ") and f"(see '{prog} --help')" in err
+    assert "usage:" not in err
+
+
+def test_version_does_not_import_torch():
+    code = ("import sys; from gaaf.cli import main; rc = main(['--version']); "
+            "print('torch' in sys.modules, rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"gaaf {__version__}", "False 0"]
+
+
+def test_public_api_is_imported_on_first_use():
+    code = ("import sys, gaaf; before = 'torch' in sys.modules; act = gaaf.get_activation('gaaf_relu'); "
+            "print(before, type(act).__name__, 'GAAF' in dir(gaaf))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "GAAF", "True"]
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        import gaaf
+        gaaf.nope  # noqa: B018
