@@ -132,17 +132,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train a run first (gaaf train --out DIR)")
     try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our own message
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except OSError as e:
-        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
     except pickle.UnpicklingError as e:
         if "weights only" not in str(e).lower():
             raise UserError(f"checkpoint {path} is damaged (truncated or not a PyTorch file); {_advice(path, resume)}") from None
         raise UserError(f"{path} is not a gaaf checkpoint (it holds Python objects, not plain tensors and data); "
                         f"{_advice(path, resume)}") from None
-    except Exception:  # truncated zip (RuntimeError), not a torch file (KeyError, EOFError, ...)
+    except Exception:  # truncated (RuntimeError, OSError EINVAL), not a torch file (KeyError, EOFError, ...)
         raise UserError(f"checkpoint {path} is damaged (truncated or not a PyTorch file); {_advice(path, resume)}") from None
     missing = _missing_entries(ckpt, _EVAL_KEYS + (_RESUME_KEYS if resume else ()))
     if missing:
