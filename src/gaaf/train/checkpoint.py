@@ -175,7 +175,8 @@ def _advice(path: Path, resume: bool) -> str:
     usable = path.name in ("last.pt", "best.pt") and other.is_file() and _loads(other)
     if resume:
         if usable and path.name == "last.pt":
-            return f"to go on from the best epoch, copy best.pt over last.pt in {path.parent} and --resume again; or start a fresh --out"
+            return (f"to go on from the best epoch, copy best.pt over last.pt in {path.parent} and --resume again; "
+                    f"or start a fresh --out")
         return "start a fresh --out"
     return f"evaluate {other} instead, or retrain the run" if usable else "pass another checkpoint or retrain the run"
 
