@@ -19,7 +19,9 @@ RNG states are stored as tensors / lists, so `torch.load(weights_only=True)` rea
 """
 from __future__ import annotations
 
+import pickle
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -113,22 +115,79 @@ def save_checkpoint(
     atomic_save(path, lambda f: torch.save(ckpt, f))
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+#: entries every checkpoint has (gaaf eval needs these) and the ones a resume needs as well
+_EVAL_KEYS = ("model", "config", "epoch")
+_RESUME_KEYS = ("optimizer", "metrics", "rng", "best_acc", "best_epoch", "total_seconds")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", *, resume: bool = False) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`; a run folder means its last.pt.
 
-    Missing or unreadable files raise UserError naming the path."""
+    A missing, unreadable, damaged (truncated, not a PyTorch file) or foreign file raises one
+    UserError that names the file and what to do instead; `resume` also asks for the entries a
+    resume needs (optimizer, RNG states, metrics, ...) and tailors that advice to --resume."""
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise UserError(f"no checkpoint at {path}; train a run first (gaaf train --out DIR)")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, not a torch file, foreign pickle
-        raise UserError(f"cannot read checkpoint {path}: {' '.join(str(e).split())[:200]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt or "config" not in ckpt:
-        raise UserError(f"{path} is not a gaaf checkpoint (format {FORMAT}); it has no model/config entries")
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise before our own message
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" not in str(e).lower():
+            raise UserError(f"checkpoint {path} is damaged (truncated or not a PyTorch file); {_advice(path, resume)}") from None
+        raise UserError(f"{path} is not a gaaf checkpoint (it holds Python objects, not plain tensors and data); "
+                        f"{_advice(path, resume)}") from None
+    except Exception:  # truncated (RuntimeError, OSError EINVAL), not a torch file (KeyError, EOFError, ...)
+        raise UserError(f"checkpoint {path} is damaged (truncated or not a PyTorch file); {_advice(path, resume)}") from None
+    missing = _missing_entries(ckpt, _EVAL_KEYS + (_RESUME_KEYS if resume else ()))
+    if missing:
+        raise UserError(f"{path} is not a gaaf checkpoint (format {FORMAT}): {missing}; {_advice(path, resume)}")
     return ckpt
+
+
+def _missing_entries(ckpt: Any, keys: tuple[str, ...]) -> str:
+    """'' when `ckpt` is a format-FORMAT checkpoint dict with `keys`, else what is wrong, in a few words."""
+    if not isinstance(ckpt, dict):
+        return f"it holds a {type(ckpt).__name__}, not a dict"
+    if "format" not in ckpt:
+        return "it has no format entry"
+    if ckpt["format"] != FORMAT:
+        return f"its format is {ckpt['format']!r}"
+    absent = [k for k in keys if k not in ckpt]
+    if absent:
+        return f"it has no {', '.join(absent)}"
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["epoch"], int):
+        return "its config or epoch entry is malformed"
+    return ""
+
+
+def _advice(path: Path, resume: bool) -> str:
+    """What to do about an unusable `path`: the run's other checkpoint when that one is readable."""
+    other = path.with_name("best.pt" if path.name == "last.pt" else "last.pt")
+    usable = path.name in ("last.pt", "best.pt") and other.is_file() and _loads(other)
+    if resume:
+        if usable and path.name == "last.pt":
+            return (f"to go on from the best epoch, copy best.pt over last.pt in {path.parent} and --resume again; "
+                    f"or start a fresh --out")
+        return "start a fresh --out"
+    return f"evaluate {other} instead, or retrain the run" if usable else "pass another checkpoint or retrain the run"
+
+
+def _loads(path: Path) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return not _missing_entries(torch.load(path, map_location="cpu", weights_only=True, mmap=True), _EVAL_KEYS)
+    except Exception:  # damaged too
+        return False
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
@@ -143,14 +202,16 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     return diffs
 
 
-def check_resume_compatible(ckpt: dict[str, Any], cfg: TrainConfig, path: str | Path) -> None:
+def check_resume_compatible(ckpt: dict[str, Any], cfg: TrainConfig, path: str | Path, *, finished_ok: bool = False) -> None:
+    """Refuse to resume `ckpt` as `cfg`: another config, or nothing left to train (unless
+    `finished_ok` and the checkpoint ends exactly at cfg.epochs: --resume auto on a finished run)."""
     diffs = config_differences(ckpt["config"], cfg)
     if diffs:
         raise UserError(
             f"checkpoint {path} was written by another config ({'; '.join(diffs)}); "
             f"only {', '.join(sorted(RESUME_MAY_CHANGE))} may change on --resume"
         )
-    if ckpt["epoch"] >= cfg.epochs:
+    if ckpt["epoch"] > cfg.epochs or (ckpt["epoch"] == cfg.epochs and not finished_ok):
         raise UserError(
             f"checkpoint {path} already finished epoch {ckpt['epoch']} of {cfg.epochs}; "
             f"pass a larger --epochs to train further"

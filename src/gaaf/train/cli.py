@@ -6,6 +6,7 @@ Every flag defaults to None, so only flags given on the command line override th
     gaaf train --model resnet20_v1 --activation gaaf_relu --shift -1 --out runs/g1
     gaaf train --config runs/g1/config.json --out runs/g1-again       # reproduce a run
     gaaf train --out runs/g1 --resume --epochs 250                    # continue (and extend) a run
+    gaaf train --out runs/g1 --resume auto ...                        # continue if there is a last.pt, else start
     gaaf eval runs/g1/best.pt
 """
 from __future__ import annotations
@@ -41,6 +42,12 @@ def _schedule(text: str) -> list[list[float]]:
         return [[float(a), float(b)] for a, b in (step.split(":") for step in text.split(","))]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected EPOCH:FACTOR pairs like 100:0.1,150:0.01, got {text!r}") from None
+
+
+def _auto(text: str) -> str:
+    if text != "auto":
+        raise argparse.ArgumentTypeError(f"takes no value or 'auto', got {text!r}")
+    return text
 
 
 def register(subparsers: Any) -> None:
@@ -97,7 +104,9 @@ def _register_train(subparsers: Any) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE", help="JSON/TOML config file (or a run folder's config.json)")
     g.add_argument("--out", help="run folder (default runs/<model>-<activation>-s<seed>-<time>)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    g.add_argument("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
+                   help="continue the run in --out from its last.pt; '--resume auto': if there is one, "
+                        "else start fresh (what a torchrun --max-restarts restart does)")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help=" | ".join(DEVICES))
     g.add_argument("--compile", dest="compile", action="store_const", const=True, help="torch.compile the model")
@@ -125,18 +134,22 @@ def _register_eval(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """Resolve flags (+ --config, + on --resume the checkpoint's own config) into a TrainConfig."""
+    """Resolve flags (+ --config, + on --resume the checkpoint's own config) into a TrainConfig.
+
+    --resume auto takes the checkpoint's config only when OUT/last.pt exists; a torchrun restart
+    (plain command line) needs no such help: its flags resolve to the config they gave the first time."""
     overrides = {k: getattr(args, k) for k in TrainConfig.field_names() if getattr(args, k, None) is not None}
     file_dict = load_config_file(args.config) if args.config else None
     if args.resume:
         if "out" not in overrides and not (file_dict or {}).get("out"):
-            raise UserError("--resume needs --out DIR: the run folder to continue")
+            raise UserError(f"--resume{' auto' if args.resume == 'auto' else ''} needs --out DIR: the run folder to continue")
         from .checkpoint import load_checkpoint
 
         out = Path(overrides.get("out") or file_dict["out"])  # type: ignore[index]
-        ckpt = load_checkpoint(out / "last.pt")  # UserError if there is none
-        if file_dict is None:
-            file_dict = dict(ckpt["config"])  # continue with the run's own settings; flags may change some
+        if args.resume is True or (out / "last.pt").exists():
+            ckpt = load_checkpoint(out / "last.pt", resume=True)  # UserError if there is none
+            if file_dict is None:
+                file_dict = dict(ckpt["config"])  # continue with the run's own settings; flags may change some
         overrides.setdefault("out", str(out))
     return resolve_config(file_dict, overrides)
 

@@ -191,8 +191,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         path = path / "config.json"  # a run folder
     if not path.is_file():
         raise UserError(f"config file {str(path)!r} not found; pass a .json or .toml file or a run folder")
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")  # UnicodeDecodeError (a ValueError) on binary garbage
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
@@ -201,8 +201,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             except ModuleNotFoundError:  # Python 3.10
                 import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
-    except Exception as e:  # JSONDecodeError / TOMLDecodeError
-        msg = " ".join(str(e).split())
+    except OSError as e:
+        raise UserError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
+    except Exception as e:  # JSONDecodeError / TOMLDecodeError / UnicodeDecodeError
+        msg = " ".join(str(e).split())[:200]
         raise UserError(f"cannot parse config file {str(path)!r}: {msg}") from None
     return unwrap_config(data)
 

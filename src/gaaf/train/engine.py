@@ -26,9 +26,10 @@ from torch import nn
 from ..errors import UserError
 from ..io import atomic_save
 from . import distributed as D
+from . import resume as RS
 from . import runfolder as R
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
-from .checkpoint import check_resume_compatible, load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
 from .config import TrainConfig
 from .step import build_optimizer, evaluate, lr_at, make_train_step, new_accumulator
 
@@ -57,26 +58,30 @@ def train(
     *,
     callbacks: Iterable[Any] = (),
     progress: bool = True,
-    resume: bool = False,
+    resume: bool | str = False,
     log: bool = True,
 ) -> dict[str, Any]:
     """Train `cfg` into `cfg.out` and return the summary (also written to summary.json).
 
     progress: a tqdm bar per epoch when stderr is a terminal (else one line per epoch).
-    resume: continue from OUT/last.pt (its config must match `cfg` except epochs/out/device/...).
+    resume: True continues from OUT/last.pt (its config must match `cfg` except epochs/out/device/...);
+        "auto" does so when OUT/last.pt exists and starts fresh otherwise; a worker restarted by
+        `torchrun --max-restarts` resumes its own run as "auto" does (see gaaf.train.resume).
     log: False silences the per-epoch lines and bars (errors still raise).
     """
     cfg.validate()
+    mode = RS.mode_of(resume)
+    RS.check_restartable(cfg)
     info, device = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, info, device, list(callbacks), progress, resume, log)
+        return _train(cfg, info, device, list(callbacks), progress, mode, log)
     finally:
         D.shutdown(info)
 
 
 def _train(
     cfg: TrainConfig, info: D.DistInfo, device: torch.device, callbacks: list[Any],
-    progress: bool, resume: bool, log: bool,
+    progress: bool, mode: str, log: bool,
 ) -> dict[str, Any]:
     from ..data import DeviceLoader, load_dataset, make_augment
     from ..models import build_model, count_parameters
@@ -84,17 +89,12 @@ def _train(
     main = info.is_main
     log = log and main
     check_optional_features(cfg)  # before touching the run folder
-    # ---- run folder: refuse to overwrite, or load the checkpoint to resume from
+    # ---- run folder: refuse to overwrite, or load the checkpoint to resume from. Rank 0 decides and
+    # reads last.pt; every rank gets that very checkpoint (or None: start fresh), or rank 0's error.
     out = Path(cfg.out) if cfg.out else D.broadcast_object(R.default_out(cfg), info)
     cfg = dataclasses.replace(cfg, out=str(out))  # config.json records where the run went
-    ckpt = None
     made_out = not out.exists()  # a folder this call creates is removed again if setting up fails
-    if resume:
-        ckpt = load_checkpoint(out / "last.pt")
-        check_resume_compatible(ckpt, cfg, out / "last.pt")
-        R.check_writable(out)
-    else:
-        D.run_on_main(lambda: R.prepare_new_run(out), info)
+    ckpt = D.run_on_main(lambda: RS.open_run(out, cfg, mode), info)
     if cfg.batch_size % info.world_size:
         raise UserError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({info.world_size})")
 
@@ -152,7 +152,7 @@ def _train(
 
     # ---- config.json, callbacks
     if main:
-        created = R.read_meta(out).get("created") if resume else None
+        created = RS.reconcile(out, ckpt) if ckpt is not None else None  # metrics.csv, best.pt as last.pt says
         R.write_config(out, cfg, R.run_meta(device, info.world_size, created))
     state = TrainState(model=model, cfg=cfg, out_dir=out, device=device, optimizer=optimizer,
                        epoch=start_epoch - 1, rank=info.rank, world_size=info.world_size, splits=splits)
@@ -161,7 +161,9 @@ def _train(
     if cfg.probe:
         callbacks.append(make_probe_callback(state))
     call(callbacks, "on_train_start", state)
-    if log and ckpt is not None:
+    if main and start_epoch > cfg.epochs:  # --resume auto on a finished run: said even with --quiet
+        print(f"{out} already finished epoch {cfg.epochs} of {cfg.epochs}; nothing to train", file=sys.stderr)
+    elif log and ckpt is not None:
         print(f"resuming {out} after epoch {start_epoch - 1}", file=sys.stderr)
 
     # ---- the loop

@@ -32,13 +32,17 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.model}-{cfg.activation}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def holds_run(out: Path) -> bool:
-    return any((out / name).exists() for name in RUN_FILES)
+def holds_run(out: Path, *, unstarted_ok: bool = False) -> bool:
+    """Whether `out` holds (part of) a run. `unstarted_ok`: a lone config.json (a run stopped before
+    its first checkpoint: nothing to continue, nothing to lose) does not count."""
+    names = [n for n in RUN_FILES if not (unstarted_ok and n == "config.json")]
+    return any((out / name).exists() for name in names)
 
 
-def prepare_new_run(out: Path) -> None:
-    """Refuse a folder that already holds a run (nothing is overwritten) and one we cannot write."""
-    if holds_run(out):
+def prepare_new_run(out: Path, *, unstarted_ok: bool = False) -> None:
+    """Refuse a folder that already holds a run (nothing is overwritten) and one we cannot write.
+    This is the one place that decides whether a new run may start in `out`."""
+    if holds_run(out, unstarted_ok=unstarted_ok):
         raise UserError(f"--out {out} already holds a run; pass --resume to continue it or choose another --out")
     check_writable(out)
 
@@ -84,6 +88,8 @@ def run_meta(device: torch.device, world_size: int, created: str | None = None) 
         "world_size": world_size,
         "created": created or now,
     }
+    if os.environ.get("TORCHELASTIC_RUN_ID"):  # torchrun's job id: a restarted worker knows its own run folder
+        meta["torchelastic_run_id"] = os.environ["TORCHELASTIC_RUN_ID"]
     if created:
         meta["resumed"] = now
     return meta
@@ -94,12 +100,36 @@ def write_config(out: Path, cfg: TrainConfig, meta: dict[str, Any]) -> None:
 
 
 def read_meta(out: Path) -> dict[str, Any]:
+    """config.json's meta; {} when it is missing or damaged (see `config_json_problem`)."""
+    try:
+        meta = _read_config_json(out).get("meta", {})
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def config_json_problem(out: Path) -> str | None:
+    """None when OUT/config.json is absent or a readable {"config": {...}, "meta": {...}}, else why not."""
+    if not (out / "config.json").exists():
+        return None
+    try:
+        data = _read_config_json(out)
+    except OSError as e:
+        return f"cannot read it: {e.strerror or e}"
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        return " ".join(str(e).split())[:120]
+    if not isinstance(data.get("config"), dict) or not isinstance(data.get("meta", {}), dict):
+        return "it has no config object"
+    return None
+
+
+def _read_config_json(out: Path) -> dict[str, Any]:
     import json
 
-    try:
-        return json.loads((out / "config.json").read_text(encoding="utf-8")).get("meta", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
+    data = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def _fmt(column: str, v: Any) -> str:
