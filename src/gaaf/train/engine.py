@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_save
+from . import claim as C
 from . import distributed as D
 from . import runfolder as R
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
@@ -69,14 +70,15 @@ def train(
     cfg.validate()
     info, device = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, info, device, list(callbacks), progress, resume, log)
+        with contextlib.ExitStack() as claims:  # the run folder's claim (train/claim.py), taken in _train
+            return _train(cfg, info, device, list(callbacks), progress, resume, log, claims)
     finally:
         D.shutdown(info)
 
 
 def _train(
     cfg: TrainConfig, info: D.DistInfo, device: torch.device, callbacks: list[Any],
-    progress: bool, resume: bool, log: bool,
+    progress: bool, resume: bool, log: bool, claims: contextlib.ExitStack,
 ) -> dict[str, Any]:
     from ..data import DeviceLoader, load_dataset, make_augment
     from ..models import build_model, count_parameters
@@ -87,6 +89,7 @@ def _train(
     # ---- run folder: refuse to overwrite, or load the checkpoint to resume from
     out = Path(cfg.out) if cfg.out else D.broadcast_object(R.default_out(cfg), info)
     cfg = dataclasses.replace(cfg, out=str(out))  # config.json records where the run went
+    D.run_on_main(lambda: claims.enter_context(C.take(out)) and None, info)  # one process per run folder
     ckpt = None
     made_out = not out.exists()  # a folder this call creates is removed again if setting up fails
     if resume:
