@@ -183,14 +183,15 @@ class Sweep:
         with self._lock:
             self._done += 1
             k, n = self._done, self._total
-        where = " elsewhere meanwhile" if outcome.status == launch.FINISHED_ELSEWHERE else ""
         if outcome.status in (launch.FINISHED, launch.FINISHED_ELSEWHERE):
             run.state = folders.FINISHED
             summary = folders.read_json(run.folder / "summary.json") or {}
             acc = summary.get("final_test_acc")
             acc_s = f"test acc {acc:.4f}" if isinstance(acc, (int, float)) else "finished"
-            took = f" ({estimate.format_seconds(outcome.seconds)})" if not where else ""
-            self.print(f"[{k}/{n}] {run.label}: {acc_s}{where}{took}")
+            if outcome.status == launch.FINISHED_ELSEWHERE:  # by another sweep while this one ran
+                self.print(f"[{k}/{n}] {run.label}: finished elsewhere meanwhile ({acc_s})")
+            else:
+                self.print(f"[{k}/{n}] {run.label}: {acc_s} ({estimate.format_seconds(outcome.seconds)})")
         elif outcome.status == launch.RUNNING_ELSEWHERE:
             with self._lock:
                 self.elsewhere.append((run, outcome.holder))
