@@ -66,7 +66,8 @@ class Outcome:
 
 
 def execute(cmd: list[str], env: dict[str, str], echo: Callable[[str], None] | None = None,
-            procs: "set[subprocess.Popen] | None" = None, pass_fds: tuple[int, ...] = ()) -> tuple[int, str, float]:  # fmt: skip
+            procs: "set[subprocess.Popen] | None" = None,
+            pass_fds: tuple[int, ...] = ()) -> tuple[int, str, float]:  # fmt: skip
     """Run `cmd`; return (exit status, the last lines of its output, seconds)."""
     t0 = time.perf_counter()
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)

@@ -226,7 +226,10 @@ class Sweep:
                 env = child_env(self.threads, slot, gpus if uses_cuda(run.config) else 0)
                 gpu = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus > 1 and uses_cuda(run.config) else ""
                 echo = (lambda line: self.print(f"  {run.label}| {line}")) if self.verbose else None
-                started = lambda resume: self.print(f"start {run.label}{' (resume)' if resume else ''}{gpu}")  # noqa: E731
+
+                def started(resume: bool) -> None:  # the claim is held, the child about to start
+                    self.print(f"start {run.label}{' (resume)' if resume else ''}{gpu}")
+
                 outcome = launch.run_claimed(run, env, echo, procs, started)
             finally:
                 slots.put(slot)
