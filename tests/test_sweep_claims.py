@@ -116,21 +116,26 @@ def test_sweep_skips_a_run_held_elsewhere_and_leaves_its_folder_alone(tmp_path: 
     out = tmp_path / "sweep"
     held = folders.run_dir(out, "relu", 0)
     held.mkdir(parents=True)
-    (held / "metrics.csv").write_text("being written by the other process\n")
+    (held / "notes.txt").write_text("the other process's\n")
     proc = _claim_in_subprocess(held)
     try:
         rc = main(["sweep", str(study), "--out", str(out), "--no-estimate"])
+        printed = capsys.readouterr().out
+        assert main(["report", str(out), "--no-plots"]) == 0
+        reported = capsys.readouterr().out
     finally:
         proc.kill()
         proc.wait()
-    printed = capsys.readouterr().out
     assert rc == 0, printed
+    assert f"`relu/seed0`: running ({socket.gethostname()}, pid {proc.pid}, since" in reported
+    assert "; included once it finishes" in reported
+    assert main(["report", str(out), "--no-plots"]) == 0  # its holder is gone: no longer running
+    assert "`relu/seed0`: missing" in capsys.readouterr().out
     assert f"relu/seed0: running elsewhere ({socket.gethostname()}, pid {proc.pid}," in printed
     assert "sweep: 1/2 finished, 0 failed, 1 running elsewhere" in printed
     assert f"gaaf report {out} includes them once they finish" in printed
     assert "start relu/seed0" not in printed
-    assert (held / "metrics.csv").read_text() == "being written by the other process\n"
-    assert not (held / "error.txt").exists()
+    assert sorted(p.name for p in held.iterdir()) == [claim.INFO_FILE, claim.LOCK_FILE, "notes.txt"]
     _trained_once(folders.run_dir(out, "gaaf_relu-shift=-1", 0))
 
 

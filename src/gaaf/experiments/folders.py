@@ -12,7 +12,8 @@ A run folder is in exactly one state: finished (summary.json says so), failed (e
 not finished), interrupted (last.pt, so it can resume), or missing (nothing usable yet). The report
 adds damaged: config.json, summary.json or metrics.csv is there but cannot be read (truncated,
 overwritten with something else); such a run is listed with what is wrong and left out of the
-statistics, and the rest of the report is produced as usual.
+statistics, and the rest of the report is produced as usual. And running: not finished and
+claimed by a live process (claim.json), so the report says it is being trained, not missing.
 
 A sweep also leaves claim.lock / claim.json in a run folder while it trains it (gaaf.train.claim).
 """
@@ -25,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..train import claim
+
 FINISHED, FAILED, INTERRUPTED, MISSING = "finished", "failed", "interrupted", "missing"
 DAMAGED = "damaged"  # gaaf report only: a config.json, summary.json or metrics.csv that cannot be read
+RUNNING = "running"  # gaaf report only: not finished, and claim.json names a live holder
 STUDY_FILE = "study.json"
 
 
@@ -91,6 +95,7 @@ class RunResult:
     metrics: list[dict[str, float]]
     error: str = ""
     damage: list[str] = field(default_factory=list)  # one line per damaged file (state DAMAGED)
+    running: str = ""  # state RUNNING: who trains it (claim.json: host, pid, since)
 
     @property
     def final_acc(self) -> float | None:
@@ -115,8 +120,10 @@ def read_run(folder: Path) -> RunResult:
     except OSError:
         pass
     damage = [p for p in (config_problem, summary_problem, metrics_problem) if p]
-    return RunResult(folder, DAMAGED if damage else state(folder), config if isinstance(config, dict) else {},
-                     summary if isinstance(summary, dict) else {}, metrics, error, damage)  # fmt: skip
+    now = DAMAGED if damage else state(folder)
+    running = claim.claimed_by(folder) if now != FINISHED else ""
+    return RunResult(folder, RUNNING if running and not damage else now, config if isinstance(config, dict) else {},
+                     summary if isinstance(summary, dict) else {}, metrics, error, damage, running)  # fmt: skip
 
 
 def _summary_problem(summary: Any) -> str:

@@ -122,6 +122,27 @@ def holder(folder: str | os.PathLike) -> str:
         return "holder unknown"
 
 
+def claimed_by(folder: str | os.PathLike) -> str:
+    """Who seems to train into `folder` now, read from claim.json without touching the lock (a probe
+    of the lock could make a sweep that claims at that moment skip the run): "" when there is no
+    claim.json or its holder is a process of this host that no longer exists. A holder on another
+    host is taken at its word, with a note (a killed one there leaves its claim.json behind)."""
+    try:
+        info = json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
+        host, pid = str(info["host"]), int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    if host != socket.gethostname():
+        return f"{holder(folder)}, unless it was killed there"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ""
+    except OSError:  # EPERM: it exists, owned by someone else
+        pass
+    return holder(folder)
+
+
 def _lock(folder: Path) -> int | None:
     """The fd of folder/claim.lock, locked by us; None where the file system cannot lock."""
     path = folder / LOCK_FILE
