@@ -65,6 +65,7 @@ def test_child_env_spreads_job_slots_over_several_gpus(monkeypatch):
 def test_sweep_gives_each_concurrent_run_its_own_slot(tmp_path: Path, monkeypatch):
     import threading
 
+    from gaaf.experiments import launch
     from gaaf.experiments import sweep as sweep_mod
 
     study = parse_study('seeds = [0, 1, 2, 3, 4]\n[base]\nmodel = "mlp"\ndevice = "cuda"\n' + RELU)
@@ -72,7 +73,7 @@ def test_sweep_gives_each_concurrent_run_its_own_slot(tmp_path: Path, monkeypatc
     monkeypatch.setattr(sweep_mod, "cuda_device_count", lambda runs: 2)
     seen, running, lock = [], set(), threading.Lock()
 
-    def fake_execute(cmd, env, echo=None, procs=None):
+    def fake_execute(cmd, env, echo=None, procs=None, pass_fds=()):
         gpu = env["CUDA_VISIBLE_DEVICES"]
         with lock:
             assert env["TORCHINDUCTOR_COMPILE_THREADS"] == env["OMP_NUM_THREADS"]
@@ -84,7 +85,7 @@ def test_sweep_gives_each_concurrent_run_its_own_slot(tmp_path: Path, monkeypatc
             running.discard(gpu)
         return 1, "fake", 0.0
 
-    monkeypatch.setattr(sweep_mod, "execute", fake_execute)
+    monkeypatch.setattr(launch, "execute", fake_execute)
     sweep_mod.Sweep(runs, jobs=2, out=io.StringIO()).run()
     assert len(seen) == 5 and set(seen) == {"0", "1"}
 

@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "sweep", help="train every run of a study file (one gaaf train process per run × seed)",
         description="Run a study: every [[runs]]/[grid] entry × every seed, each as `python -m gaaf train` "
-                    "in OUT/runs/<run>/seed<k>/. Finished runs are skipped, interrupted ones resumed. "
+                    "in OUT/runs/<run>/seed<k>/. Finished runs are skipped, interrupted ones resumed; runs another "
+                    "process is training (another sweep on the same --out) are left to it. "
                     "Exit status: the number of failed runs (0 = all fine, capped at 100).",
     )  # fmt: skip
     p.add_argument("study", help="study file (TOML), e.g. experiments/demo.toml")
@@ -103,9 +104,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep.write_study_json(root, study, runs, {**overrides, **({"seeds": args.seeds} if args.seeds else {})})
     failed = runner.run()
     done = sum(r.state == folders.FINISHED for r in runs)
-    print(f"sweep: {done}/{len(runs)} finished, {failed} failed; report: gaaf report {root}")
+    elsewhere = f", {len(runner.elsewhere)} running elsewhere" if runner.elsewhere else ""
+    print(f"sweep: {done}/{len(runs)} finished, {failed} failed{elsewhere}; report: gaaf report {root}")
     for r in runner.failed:
         print(f"  failed: {r.label} (see {r.folder / 'error.txt'})")
+    for r, holder in runner.elsewhere:
+        print(f"  running elsewhere: {r.label} ({holder})")
+    if runner.elsewhere:
+        print(f"  not waiting for them: gaaf report {root} includes them once they finish")
     return min(100, failed)
 
 

@@ -182,6 +182,10 @@ def problems_markdown(rows: list[RunRow]) -> str:
             if r.state == folders.FAILED:
                 first = next((ln for ln in reversed(r.error.splitlines()) if ln.strip()), "")
                 detail = f": {first.strip()[:160]}" if first else ""
+            elif r.state == folders.DAMAGED:  # left out of the statistics; each file and what is wrong
+                detail = ": " + "; ".join(r.damage)
+            elif r.state == folders.RUNNING:
+                detail = f" ({r.running}); included once it finishes"
             elif r.state == folders.INTERRUPTED:
                 detail = f" after {folders.epochs_done(r.folder)} epoch(s); re-run gaaf sweep to resume"
             lines.append(f"- `{row.name}/seed{seed}`: {r.state}{detail}")

@@ -7,6 +7,11 @@ finished runs are skipped, interrupted ones (last.pt present) resumed, failed on
 A failure is recorded in <run folder>/error.txt (the command, its exit status and the tail of its
 output) and the sweep goes on; the exit status is the number of failed runs (capped at 100).
 
+Each run is claimed before the sweep touches its folder (launch.py, gaaf.train.claim): two sweeps on
+one --out, or a local sweep beside a Ray one or beside a hand-started `gaaf train`, train every run
+once. A run another live process holds is skipped and listed as "running elsewhere" (not a failure,
+not waited for); a claim left by a killed process is taken over.
+
 With ``--jobs N`` the runs go N at a time and the CPU is split between them: each child gets
 OMP_NUM_THREADS = max(1, cores // N), which torch reads at start-up for its thread pool, and as many
 TORCHINDUCTOR_COMPILE_THREADS (N runs compiling at once would otherwise each start a pool of compile
@@ -16,7 +21,6 @@ GPU all runs share it.
 """
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import json
 import os
@@ -25,43 +29,19 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from ..io import atomic_write_json, atomic_write_text
-from . import estimate, folders, trainopts
+from ..io import atomic_write_json
+from . import estimate, folders, launch, trainopts
+from .launch import Outcome, PlannedRun
 from .study import Study
 
 #: config keys that may differ between a run folder and a re-run without changing the result
 #: (epochs too: a finished run with fewer epochs than asked is resumed and extended)
 _IGNORED_KEYS = {"out", "device", "data_dir", "download", "tensorboard", "compile", "channels_last", "epochs"}
-#: lines of a child's output kept for error.txt
-_TAIL_LINES = 60
-
-
-@dataclass
-class PlannedRun:
-    name: str
-    seed: int
-    config: dict[str, Any]  # resolved train config (every field)
-    folder: Path
-    config_file: Path
-    state: str  # folders.FINISHED / FAILED / INTERRUPTED / MISSING
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}/seed{self.seed}"
-
-    @property
-    def resume(self) -> bool:
-        return (self.folder / "last.pt").is_file()
-
-    def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "gaaf", "train", "--config", str(self.config_file), "--out", str(self.folder)]
-        return cmd + (["--resume"] if self.resume else [])
 
 
 def plan(study: Study, root: Path, overrides: dict[str, Any] | None = None,
@@ -172,30 +152,6 @@ def cuda_device_count(runs: list[PlannedRun]) -> int:
         return 0
 
 
-def execute(cmd: list[str], env: dict[str, str], echo: Callable[[str], None] | None = None,
-            procs: "set[subprocess.Popen] | None" = None) -> tuple[int, str, float]:  # fmt: skip
-    """Run `cmd`; return (exit status, the last lines of its output, seconds). Used locally and
-    inside Ray tasks, so it only depends on its arguments."""
-    t0 = time.perf_counter()
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", stdin=subprocess.DEVNULL)  # fmt: skip
-    if procs is not None:
-        procs.add(proc)
-    try:
-        assert proc.stdout is not None  # we asked for a pipe
-        for line in proc.stdout:  # text mode: "\r" progress updates arrive as separate lines
-            line = line.rstrip("\n")
-            tail.append(line)
-            if echo is not None:
-                echo(line)
-        rc = proc.wait()
-    finally:
-        if procs is not None:
-            procs.discard(proc)
-    return rc, "\n".join(tail), time.perf_counter() - t0
-
-
 class Sweep:
     """Runs a plan (locally with a thread pool of subprocesses, or on Ray) and records outcomes."""
 
@@ -210,6 +166,7 @@ class Sweep:
         self.out = out or sys.stdout
         self.threads = threads_per_job(jobs)
         self.failed: list[PlannedRun] = []
+        self.elsewhere: list[tuple[PlannedRun, str]] = []  # claimed by another live process: (run, holder)
         self._lock = threading.Lock()
         self._done = 0
         self._total = len(self.todo())
@@ -221,41 +178,35 @@ class Sweep:
     def todo(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.state != folders.FINISHED]
 
-    def prepare(self, run: PlannedRun) -> None:
-        """Write the run's config file; clear what a fresh start would refuse (this sweep's own
-        half-started folder: no last.pt, so nothing to resume) and any old error.txt."""
-        atomic_write_json(run.config_file, run.config)
-        (run.folder / "error.txt").unlink(missing_ok=True)
-        if not run.resume:
-            for name in ("config.json", "metrics.csv", "summary.json"):
-                (run.folder / name).unlink(missing_ok=True)
-
-    def record(self, run: PlannedRun, rc: int, tail: str, seconds: float) -> None:
-        """Decide finished/failed from the run folder itself and report one line."""
+    def record(self, run: PlannedRun, outcome: Outcome) -> None:
+        """Report one line for what became of `run` (launch.run_claimed decided it from the folder)."""
         with self._lock:
             self._done += 1
             k, n = self._done, self._total
-        if rc == 0 and folders.is_finished(run.folder):
+        if outcome.status in (launch.FINISHED, launch.FINISHED_ELSEWHERE):
             run.state = folders.FINISHED
             summary = folders.read_json(run.folder / "summary.json") or {}
             acc = summary.get("final_test_acc")
             acc_s = f"test acc {acc:.4f}" if isinstance(acc, (int, float)) else "finished"
-            self.print(f"[{k}/{n}] {run.label}: {acc_s} ({estimate.format_seconds(seconds)})")
-            return
-        run.state = folders.FAILED
-        why = f"exit status {rc}" if rc != 0 else "exited 0 but summary.json does not say finished"
-        text = f"command: {' '.join(run.command())}\n{why}\n\n--- last {_TAIL_LINES} lines of output ---\n{tail}\n"
-        atomic_write_text(run.folder / "error.txt", text)
-        with self._lock:
-            self.failed.append(run)
-        last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "")
-        self.print(f"[{k}/{n}] {run.label}: FAILED ({why}): {last[:200]}  → {run.folder / 'error.txt'}")
+            if outcome.status == launch.FINISHED_ELSEWHERE:  # by another sweep while this one ran
+                self.print(f"[{k}/{n}] {run.label}: finished elsewhere meanwhile ({acc_s})")
+            else:
+                self.print(f"[{k}/{n}] {run.label}: {acc_s} ({estimate.format_seconds(outcome.seconds)})")
+        elif outcome.status == launch.RUNNING_ELSEWHERE:
+            with self._lock:
+                self.elsewhere.append((run, outcome.holder))
+            self.print(f"[{k}/{n}] {run.label}: running elsewhere ({outcome.holder}); skipped")
+        else:
+            run.state = folders.FAILED
+            with self._lock:
+                self.failed.append(run)
+            last = next((ln for ln in reversed(outcome.tail.splitlines()) if ln.strip()), "")
+            self.print(f"[{k}/{n}] {run.label}: FAILED ({outcome.why}): {last[:200]}  → {run.folder / 'error.txt'}")
 
     def run(self) -> int:
-        """Run everything not finished; return the number of failed runs."""
+        """Run everything not finished; return the number of failed runs (runs another process
+        holds are not failures: they are listed in self.elsewhere)."""
         todo = self.todo()
-        for run in todo:
-            self.prepare(run)
         if self.backend == "ray":
             self._run_ray(todo)
         else:
@@ -274,15 +225,15 @@ class Sweep:
             try:
                 env = child_env(self.threads, slot, gpus if uses_cuda(run.config) else 0)
                 gpu = f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if gpus > 1 and uses_cuda(run.config) else ""
-                self.print(f"start {run.label}{' (resume)' if run.resume else ''}{gpu}")
                 echo = (lambda line: self.print(f"  {run.label}| {line}")) if self.verbose else None
-                try:
-                    rc, tail, seconds = execute(run.command(), env, echo, procs)
-                except OSError as e:  # could not even start the interpreter
-                    rc, tail, seconds = 127, str(e), 0.0
+
+                def started(resume: bool) -> None:  # the claim is held, the child about to start
+                    self.print(f"start {run.label}{' (resume)' if resume else ''}{gpu}")
+
+                outcome = launch.run_claimed(run, env, echo, procs, started)
             finally:
                 slots.put(slot)
-            self.record(run, rc, tail, seconds)
+            self.record(run, outcome)
 
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
         try:
@@ -315,20 +266,21 @@ class Sweep:
 
     def _ray_tasks(self, ray: Any, todo: list[PlannedRun]) -> None:
         # each task reserves its share of CPUs, so Ray itself keeps at most `jobs` runs per node
-        task = ray.remote(num_cpus=self.threads)(execute)
+        # and the task claims the run folder on the worker, where the training runs (launch.py)
+        task = ray.remote(num_cpus=self.threads)(launch.run_claimed)
         env = child_env(self.threads)
         pending = {}
         for run in todo:
             self.print(f"submit {run.label}{' (resume)' if run.resume else ''}")
-            pending[task.remote(run.command(), env)] = run
+            pending[task.remote(run, env)] = run
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             run = pending.pop(ready[0])
             try:
-                rc, tail, seconds = ray.get(ready[0])
+                outcome = ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 - a Ray task error is recorded like a crash
-                rc, tail, seconds = 1, f"ray task failed: {e}", 0.0
-            self.record(run, rc, tail, seconds)
+                outcome = launch.record_failure(run, 1, f"ray task failed: {e}")
+            self.record(run, outcome)
 
 
 def estimate_seconds(runs: list[PlannedRun], jobs: int) -> tuple[float, str] | None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_save
+from . import claim as C
 from . import distributed as D
 from . import resume as RS
 from . import runfolder as R
@@ -74,14 +75,15 @@ def train(
     RS.check_restartable(cfg)
     info, device = D.init_distributed(cfg.device)
     try:
-        return _train(cfg, info, device, list(callbacks), progress, mode, log)
+        with contextlib.ExitStack() as claims:  # the run folder's claim (train/claim.py), taken in _train
+            return _train(cfg, info, device, list(callbacks), progress, mode, log, claims)
     finally:
         D.shutdown(info)
 
 
 def _train(
     cfg: TrainConfig, info: D.DistInfo, device: torch.device, callbacks: list[Any],
-    progress: bool, mode: str, log: bool,
+    progress: bool, mode: str, log: bool, claims: contextlib.ExitStack,
 ) -> dict[str, Any]:
     from ..data import DeviceLoader, load_dataset, make_augment
     from ..models import build_model, count_parameters
@@ -93,7 +95,7 @@ def _train(
     # reads last.pt; every rank gets that very checkpoint (or None: start fresh), or rank 0's error.
     out = Path(cfg.out) if cfg.out else D.broadcast_object(R.default_out(cfg), info)
     cfg = dataclasses.replace(cfg, out=str(out))  # config.json records where the run went
-    made_out = not out.exists()  # a folder this call creates is removed again if setting up fails
+    D.run_on_main(lambda: claims.enter_context(C.take(out)) and None, info)  # one process per run folder
     ckpt = D.run_on_main(lambda: RS.open_run(out, cfg, mode), info)
     if cfg.batch_size % info.world_size:
         raise UserError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({info.world_size})")
@@ -107,13 +109,7 @@ def _train(
 
     if info.enabled and cfg.download:  # rank 0 fetches missing files once, then every rank reads them
         D.run_on_main(lambda: load(True, torch.device("cpu"), limit=1) and None, info)
-    try:
-        splits = load(cfg.download and not info.enabled)
-    except BaseException:
-        if made_out and main:
-            with contextlib.suppress(OSError):
-                out.rmdir()  # only succeeds while empty: nothing but our own new folder goes
-        raise
+    splits = load(cfg.download and not info.enabled)  # on failure the claim removes a folder it made (still empty)
     loader_gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drives shuffling and augmentation
     train_loader = DeviceLoader(
         splits.x_train, splits.y_train, cfg.batch_size // info.world_size, shuffle=True, drop_last=False,
