@@ -96,9 +96,9 @@ def site_base(module: nn.Module) -> "str | None":
     spec = getattr(module, "spec", None)
     if spec is not None and isinstance(getattr(spec, "base", None), str):
         return spec.base
-    from ..activations.registry import _PLAIN
+    from ..activations.registry import PLAIN_ACTIVATIONS
 
-    for name, cls in _PLAIN.items():
+    for name, cls in PLAIN_ACTIVATIONS.items():
         if type(module) is cls:
             return name
     return None
