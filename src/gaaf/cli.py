@@ -7,44 +7,36 @@ status 2, no traceback; set GAAF_DEBUG=1 to see the traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from typing import Sequence
 
+from . import __version__
+from .bench import cli as bench_cli
 from .errors import UserError
+from .experiments import cli as experiments_cli
+from .plots import cli as plots_cli
+from .train import cli as train_cli
 
 #: modules that define subcommands, in the order the help lists them
 _SUBCOMMAND_MODULES = (
-    "gaaf.train.cli",          # gaaf train, gaaf eval
-    "gaaf.experiments.cli",    # gaaf sweep, gaaf report
-    "gaaf.plots.cli",          # gaaf plot ...
-    "gaaf.bench.cli",          # gaaf bench ...
+    train_cli,          # gaaf train, gaaf eval
+    experiments_cli,    # gaaf sweep
+    plots_cli,          # gaaf report, gaaf plot ...
+    bench_cli,          # gaaf bench ...
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="gaaf",
         description="Gradient Acceleration in Activation Functions: activations, training, studies, reports.",
     )
     parser.add_argument("--version", action="version", version=f"gaaf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _SUBCOMMAND_MODULES:
-        if not _module_exists(name):  # a subcommand package not built yet
-            continue
-        importlib.import_module(name).register(subparsers)
+    for module in _SUBCOMMAND_MODULES:
+        module.register(subparsers)
     return parser
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
