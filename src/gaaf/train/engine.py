@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import DeviceLoader, load_dataset, make_augment
 from ..errors import UserError
 from ..io import atomic_save
+from ..models import build_model, count_parameters
 from . import distributed as D
 from . import runfolder as R
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
@@ -78,9 +80,6 @@ def _train(
     cfg: TrainConfig, info: D.DistInfo, device: torch.device, callbacks: list[Any],
     progress: bool, resume: bool, log: bool,
 ) -> dict[str, Any]:
-    from ..data import DeviceLoader, load_dataset, make_augment
-    from ..models import build_model, count_parameters
-
     main = info.is_main
     log = log and main
     check_optional_features(cfg)  # before touching the run folder
@@ -282,9 +281,6 @@ def evaluate_checkpoint(
 
     The data set is loaded exactly as in training (same normalisation statistics: same
     `limit_train`), only the test split may be cut with `limit_test`."""
-    from ..data import load_dataset
-    from ..models import build_model
-
     ckpt = load_checkpoint(path)
     cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in TrainConfig.field_names()})
     dev = D.resolve_device(device)
