@@ -39,7 +39,7 @@ def build_report(root: Path, out: "Path | None" = None, *, plots: bool = True) -
 
 def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[str, Path]]:
     """Draw every figure the report has data for into `out`; (caption, path) of each."""
-    images = []
+    images: list[tuple[str, Path]] = []
     for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png"), "Accuracy vs shift"),
                           (plot_learning_curves(rows, out / "learning_curves.png"), "Learning curves")):  # fmt: skip
         if path is not None:
