@@ -107,6 +107,13 @@ def test_is_gaaf_activation():
     assert not registry.is_gaaf_activation("relu")
 
 
+def test_activation_params_are_every_gaaf_keyword():
+    shape_params = {k for params in reference.SHAPE_DEFAULTS.values() for k in params}
+    assert set(gaaf.activations.ACTIVATION_PARAMS) == {"shape", "frequency", "variant"} | shape_params
+    config = {"activation": "gaaf_relu", "shift": -1.0, "slope": None, "variant": "round", "epochs": 3}
+    assert gaaf.activations.activation_params(config) == {"shift": -1.0, "variant": "round"}
+
+
 # --------------------------------------------------------------------------- spec validation
 @pytest.mark.parametrize(
     "kwargs, match",

@@ -115,7 +115,7 @@ def test_floor_sites_ceiling_and_report() -> None:
 
     from gaaf.bench._timing import Timing
     from gaaf.bench.activations import environment
-    from gaaf.bench.floor import Floor, activation_floor, gaaf_sites
+    from gaaf.bench.kernel_ceiling import Floor, activation_floor, gaaf_sites
     from gaaf.bench.train import Row, TrainBenchResult
     from gaaf.models import activation_sites, build_model
 

@@ -14,7 +14,7 @@ import torch
 
 from data_fakes import (CIFAR10_NAMES, fake_images, idx_bytes, write_fake_cifar10, write_fake_cifar100,
                         write_fake_mnist, write_fake_svhn)
-from gaaf.data import DATASETS, NORMALIZATIONS, default_data_dir, load_dataset
+from gaaf.data import DATASETS, NORMALIZATIONS, DatasetInfo, dataset_info, default_data_dir, load_dataset
 from gaaf.errors import UserError
 
 
@@ -210,6 +210,16 @@ def test_unknown_names_list_the_choices(tmp_path):
     with pytest.raises(UserError) as e:
         load_dataset("cifar10", tmp_path, normalize="zca")
     assert all(n in str(e.value) for n in NORMALIZATIONS)
+
+
+def test_dataset_info_reads_no_file():
+    assert dataset_info("CIFAR10") == DatasetInfo("cifar10", (3, 32, 32), 10, 50_000, 10_000)
+    assert dataset_info("cifar100").num_classes == 100 and dataset_info("mnist").in_shape == (1, 28, 28)
+    assert (dataset_info("svhn").n_train, dataset_info("svhn").n_test) == (73_257, 26_032)
+    assert (dataset_info("mnist").n_train, dataset_info("mnist").n_test) == (60_000, 10_000)
+    with pytest.raises(UserError) as e:
+        dataset_info("imagenet")
+    assert all(d in _one_line(e) for d in DATASETS)
 
 
 @pytest.mark.parametrize("kw", [{"limit_train": 0}, {"limit_test": -3}, {"limit_train": 2.5}, {"limit_train": True},

@@ -12,10 +12,10 @@ from torch import nn
 
 from gaaf import GAAF
 from gaaf.errors import UserError
-from gaaf.experiments.probe_plots import plot_probes
-from gaaf.experiments.probes import (
-    ActivationProbe, ProbeCallback, load_probes, make_probe_callback, measure_probe_overhead, resolve_saturation,
-)
+from gaaf.bench.probe_overhead import measure_probe_overhead
+from gaaf.plots.probes import plot_probes
+from gaaf.train.callbacks import ProbeCallback, make_probe_callback
+from gaaf.train.probes import ActivationProbe, load_probes, resolve_saturation
 
 
 class Tiny(nn.Module):

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gaaf.activations import describe_activation
 from gaaf.cli import main
 from gaaf.experiments import folders, stats
-from gaaf.experiments.report import build_report, describe_activation
 from gaaf.experiments.study import parse_study
 from gaaf.experiments.sweep import plan, write_study_json
+from gaaf.plots.report import build_report
 
 STUDY = """
 title = "fabricated"
@@ -195,7 +196,7 @@ def test_acc_vs_shift_frame_shows_reference_lines_and_widens_a_single_shift() ->
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from gaaf.experiments.report_plots import _frame
+    from gaaf.plots.report import _frame
 
     ax = Figure().add_subplot()
     ax.plot([-1.0], [0.47], marker="o")

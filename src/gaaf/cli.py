@@ -8,23 +8,12 @@ to see the traceback. ``gaaf --version`` answers before any subcommand (and so P
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from typing import NoReturn, Sequence
 
 from . import __version__
 from .errors import UserError
-
-#: modules that define subcommands, in the order the help lists them
-_SUBCOMMAND_MODULES = (
-    "gaaf.train.cli",          # gaaf train, gaaf eval
-    "gaaf.experiments.cli",    # gaaf sweep, gaaf report
-    "gaaf.plots.cli",          # gaaf plot ...
-    "gaaf.bench.cli",          # gaaf bench ...
-)
-
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line plus where to look, not the whole usage block.
@@ -42,18 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gaaf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _SUBCOMMAND_MODULES:
-        if not _module_exists(name):  # a subcommand package not built yet
-            continue
-        importlib.import_module(name).register(subparsers)
+    # Imported here, not at module top, so that `gaaf --version` answers without loading torch.
+    from .bench import cli as bench_cli
+    from .experiments import cli as experiments_cli
+    from .plots import cli as plots_cli
+    from .train import cli as train_cli
+
+    for module in (train_cli, experiments_cli, plots_cli, bench_cli):  # the order --help lists them
+        module.register(subparsers)  # train, eval | sweep | report, plot | bench
     return parser
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

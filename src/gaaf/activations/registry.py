@@ -18,7 +18,8 @@ from .reference import BASES
 
 ActivationFactory = Callable[..., nn.Module]
 
-_PLAIN: dict[str, type[nn.Module]] = {
+#: The plain activations: registry name → torch module class (one per GAAF base).
+PLAIN_ACTIVATIONS: "Mapping[str, type[nn.Module]]" = MappingProxyType({
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -27,7 +28,7 @@ _PLAIN: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "silu": nn.SiLU,
     "softplus": nn.Softplus,
-}
+})
 
 #: Presets. gaaf_relu reproduces the seed's code (shift 4; its sweep found −1 best);
 #: gaaf_tanh the seed's exp(−x²/3); gaaf_sigmoid uses the same Gaussian in sigmoid's own
@@ -43,7 +44,7 @@ GAAF_PRESETS: "Mapping[str, Mapping[str, Any]]" = MappingProxyType({
     "gaaf_silu": dict(base="silu", shape="sigmoid", shift=4.0),
     "gaaf_softplus": dict(base="softplus", shape="sigmoid", shift=4.0),
 })
-assert set(_PLAIN) == set(BASES)
+assert set(PLAIN_ACTIVATIONS) == set(BASES)
 
 _REGISTRY: dict[str, ActivationFactory] = {}
 
@@ -88,7 +89,7 @@ def _plain(cls: type[nn.Module], name: str) -> ActivationFactory:
     return factory
 
 
-for _name, _cls in _PLAIN.items():
+for _name, _cls in PLAIN_ACTIVATIONS.items():
     register_activation(_name, _plain(_cls, _name))
 for _name, _defaults in GAAF_PRESETS.items():
     register_activation(_name, _gaaf_preset(_defaults))
@@ -120,6 +121,5 @@ def get_activation(name: "str | ActivationFactory | nn.Module | None", **params:
 
 
 def is_gaaf_activation(name: str) -> bool:
+    """True for the registry's GAAF names: `gaaf` and every `gaaf_<base>` preset."""
     return name == "gaaf" or name.startswith("gaaf_")
-
-

@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from .reference import BASES, DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS
 
 ShapeArg = "str | Callable"
+
+#: The parameters a registry activation takes by keyword (``get_activation(name, **params)``), under
+#: the names TrainConfig fields and study keys use: the shape, its parameters, K and the variant.
+ACTIVATION_PARAMS: tuple[str, ...] = ("shape", "shift", "slope", "center", "width", "frequency", "variant")
+
+
+def activation_params(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The activation parameters `options` (a config dict) sets; None means the activation's default."""
+    return {k: options[k] for k in ACTIVATION_PARAMS if options.get(k) is not None}
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def bench_activations(
                   "activations": list(names), "sizes": [list(s) for s in sizes]},
     )
     gen = torch.Generator(device="cpu").manual_seed(0)
-    with _compile_cache_room(len(sizes) * len(names) + 8) if compile else contextlib.nullcontext():
+    with compile_cache_room(len(sizes) * len(names) + 8) if compile else contextlib.nullcontext():
         for size in sizes:
             _bench_size(tuple(int(n) for n in size), names, device, dtype, compile, repeats, warmup, sync, gen,
                         log, result.rows)
@@ -252,7 +252,7 @@ def _step(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, dy: torch
 
 
 @contextlib.contextmanager
-def _compile_cache_room(entries: int) -> Iterator[None]:
+def compile_cache_room(entries: int) -> Iterator[None]:
     """All compiled candidates share one code object (`_caller.call`); make sure dynamo keeps one
     compiled entry per candidate instead of silently falling back to eager after its limit."""
     import torch._dynamo

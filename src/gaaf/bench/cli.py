@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from ..errors import UserError
+from ..io import atomic_write_json
+from ..train.distributed import resolve_device
+from . import activations, gpu
+from . import train as train_bench
 
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 
@@ -15,20 +21,18 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
-    from .activations import ACTIVATIONS, DEFAULT_SIZES
-
     p = bench_sub.add_parser(
         "activations",
         help="forward+backward time and saved bytes of each activation",
         description="Forward+backward time of relu/tanh/sigmoid and their GAAF versions (fused op eager and "
         "compiled, and the naive composition), with ratios and the bytes saved for backward.",
     )
-    p.add_argument("--sizes", nargs="+", default=[_fmt_size(s) for s in DEFAULT_SIZES], metavar="NxCxHxW",
+    p.add_argument("--sizes", nargs="+", default=[_fmt_size(s) for s in activations.DEFAULT_SIZES], metavar="NxCxHxW",
                    help="tensor sizes, e.g. 128x16x32x32 (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=15, metavar="N", help="alternating timed rounds (default 15)")
     p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed warm-up calls each (default 3)")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile candidates")
-    p.add_argument("--activations", nargs="+", default=list(ACTIVATIONS), metavar="NAME",
+    p.add_argument("--activations", nargs="+", default=list(activations.ACTIVATIONS), metavar="NAME",
                    help="activations to time (default: %(default)s); each base φ is added for the ratios")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--dtype", default="float32", choices=_DTYPES, help="input dtype (default float32)")
@@ -55,11 +59,6 @@ def parse_size(text: str) -> tuple[int, ...]:
 
 
 def _activations(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..io import atomic_write_json
-    from .activations import bench_activations, format_table
-
     sizes = [parse_size(s) for s in args.sizes]
     if args.repeats < 1:
         raise UserError(f"--repeats must be >= 1, got {args.repeats}")
@@ -73,11 +72,11 @@ def _activations(args: argparse.Namespace) -> int:
         raise UserError(f"bad --device {args.device!r}; use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda requested but CUDA is not available; use --device cpu")
-    result = bench_activations(
+    result = activations.bench_activations(
         sizes, repeats=args.repeats, warmup=args.warmup, compile=args.compile, activations=args.activations,
         device=device, dtype=getattr(torch, args.dtype), log=lambda msg: print(f"[bench] {msg}", file=sys.stderr),
     )
-    print(format_table(result))
+    print(activations.format_table(result))
     if args.json:
         atomic_write_json(args.json, result.as_dict())
         print(f"wrote {args.json}")
@@ -119,24 +118,20 @@ def _register_train(bench_sub: "argparse._SubParsersAction") -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_json
-    from ..train.distributed import resolve_device
-    from .train import bench_train, format_table, torch_threads
-
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise UserError("--models is empty; name at least one model, e.g. resnet20_v1")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     modes = ("eager",) if args.no_compile else ("compiled",) if args.compile_only else ("eager", "compiled")
-    with torch_threads(args.threads):
-        result = bench_train(
+    with train_bench.torch_threads(args.threads):
+        result = train_bench.bench_train(
             models, batch_size=args.batch_size, rounds=_default(args.rounds, 15 if cuda else 5),
             steps=_default(args.steps, 20 if cuda else 3), warmup=args.warmup, modes=modes, device=device, amp=args.amp,
             channels_last=args.channels_last, eval_phase=args.eval, profile_steps=args.profile,
             log=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True),
         )
-    print(format_table(result))
+    print(train_bench.format_table(result))
     if args.json:
         atomic_write_json(args.json, result.as_dict())
         print(f"wrote {args.json}")
@@ -149,8 +144,6 @@ def _default(value: "int | None", default: int) -> int:
 
 # --------------------------------------------------------------------------- gaaf bench gpu
 def _register_gpu(bench_sub: "argparse._SubParsersAction") -> None:
-    from .gpu import add_arguments, run_from_args
-
     p = bench_sub.add_parser(
         "gpu",
         help="one-shot GPU check: CUDA op tests, seed-recipe epoch timing, concurrency scan",
@@ -159,5 +152,5 @@ def _register_gpu(bench_sub: "argparse._SubParsersAction") -> None:
         "channels_last + bf16 + compile), and total throughput of N concurrent training processes on one GPU. "
         "Results go to OUT as JSON and text, phase by phase.",
     )
-    add_arguments(p)
-    p.set_defaults(func=run_from_args)
+    gpu.add_arguments(p)
+    p.set_defaults(func=gpu.run_from_args)

@@ -30,7 +30,20 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
+from ..activations import get_activation
+from ..activations.reference import gaaf_reference
+from ..data import DeviceLoader
 from ..errors import UserError
+from ..experiments.sweep import child_env, threads_per_job
+from ..io import atomic_write_json, atomic_write_text
+from ..train.distributed import DistInfo, resolve_device
+from ..train.engine import test_batches
+from ..train.step import evaluate, new_accumulator
+from ._timing import alternate
+from .activations import compile_cache_room, environment
+from .train import ACTIVATIONS, bench_config, build_candidate, synthetic_batch
 
 _REPO = Path(__file__).resolve().parents[3]  # src/gaaf/bench/gpu.py → the source tree's root
 
@@ -76,10 +89,6 @@ def _settings(args: argparse.Namespace, device: Any) -> dict[str, Any]:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from ..io import atomic_write_json, atomic_write_text
-    from ..train.distributed import resolve_device
-    from .activations import environment
-
     if not args.out:
         raise UserError("no output folder: pass --out DIR (or set $OUT)")
     out = Path(args.out)
@@ -140,18 +149,11 @@ def check_fused_op(device: Any, compiled: bool = True) -> list[dict[str, Any]]:
     """Fused gaaf_relu (shift −1) and gaaf_tanh on `device` vs autograd of the reference composition
     on the same device: max |error| of value and gradient, relative to a per-dtype tolerance.
     `compiled`: also through ``torch.compile`` (the smoke run skips it: compiling is slow on a CPU)."""
-    from .activations import _compile_cache_room
-
-    with _compile_cache_room(32):  # 2 activations × 3 dtypes × 2 layouts share one lambda's code object
+    with compile_cache_room(32):  # 2 activations × 3 dtypes × 2 layouts share one lambda's code object
         return _check_fused_op(device, compiled)
 
 
 def _check_fused_op(device: Any, compiled: bool) -> list[dict[str, Any]]:
-    import torch
-
-    from .. import get_activation
-    from ..activations.reference import gaaf_reference
-
     tol = {torch.float64: 1e-10, torch.float32: 2e-4, torch.bfloat16: 3e-2}  # f32: one sawtooth step 1/K
     gen = torch.Generator().manual_seed(0)
     checks = []
@@ -182,11 +184,6 @@ def _check_fused_op(device: Any, compiled: bool) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- 2. epoch
 def phase_epoch(device: Any, st: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    from ._timing import alternate
-    from .train import ACTIVATIONS, bench_config, build_candidate
-
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
     epochs, seconds_train = {}, {}
     for act in ACTIVATIONS:
@@ -215,14 +212,6 @@ def phase_epoch(device: Any, st: dict[str, Any]) -> dict[str, Any]:
 
 def _epoch_fn(c: Any, device: Any, st: dict[str, Any], train_seconds: list[float]) -> Callable[[], None]:
     """One engine epoch on synthetic data: DeviceLoader + train step, one host sync, then evaluate."""
-    import torch
-
-    from ..data import DeviceLoader
-    from ..train.distributed import DistInfo
-    from ..train.engine import test_batches
-    from ..train.step import evaluate, new_accumulator
-    from .train import synthetic_batch
-
     x, y = synthetic_batch(c.cfg, st["train_images"], device, seed=2)
     xt, yt = synthetic_batch(c.cfg, st["test_images"], device, seed=3)
     loader = DeviceLoader(x, y, st["batch_size"], shuffle=True, generator=torch.Generator().manual_seed(0))
@@ -244,8 +233,6 @@ def _epoch_fn(c: Any, device: Any, st: dict[str, Any], train_seconds: list[float
 
 # --------------------------------------------------------------------------- 3. concurrency scan
 def phase_scan(device: Any, st: dict[str, Any], out: Path, left: Callable[[], float]) -> dict[str, Any]:
-    from ..experiments.sweep import child_env, threads_per_job
-
     points = []
     for n in st["jobs"]:
         if left() < 30 + st["scan_seconds"] and points:
@@ -306,14 +293,6 @@ def _wait(done: Callable[[], bool], timeout: float) -> None:
 
 def _worker(argv: list[str]) -> int:
     """One scan process: build and compile, say ready, wait for go, train for --seconds, write its rate."""
-    import torch
-
-    from ..data import DeviceLoader
-    from ..io import atomic_write_json
-    from ..train.distributed import resolve_device
-    from ..train.step import new_accumulator
-    from .train import bench_config, build_candidate, synthetic_batch
-
     p = argparse.ArgumentParser(prog="gaaf.bench.gpu --worker")
     for flag in ("--worker", "--compile", "--amp", "--channels-last"):
         p.add_argument(flag, action="store_true")

@@ -29,10 +29,14 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from ..activations import kernels as gaaf_kernels
+from ..data import dataset_info
 from ..errors import UserError
+from ..models import build_model
+from ..train.config import resolve_config
+from ..train.step import build_optimizer, evaluate, make_train_step, new_accumulator
 from ._timing import Timing, alternate, quartiles
-from .floor import Floor, activation_floor, gaaf_sites
-from .activations import _compile_cache_room, environment, machine_line
+from .activations import compile_cache_room, environment, machine_line
+from .kernel_ceiling import Floor, activation_floor, gaaf_sites
 
 #: the two activations compared, with the TrainConfig overrides that select them
 ACTIVATIONS: dict[str, dict[str, Any]] = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
@@ -110,7 +114,7 @@ class TrainBenchResult:
 
     def ceiling(self, model: str, mode: str) -> float:
         """The highest train ratio the model's relu step allows given gaaf_relu's activation-kernel
-        floor (see :mod:`.floor`); nan without a floor or a relu train row."""
+        floor (see :mod:`.kernel_ceiling`); nan without a floor or a relu train row."""
         relu = self._row(model, mode, "train", "relu")
         floor = self.floors.get(model)
         if relu is None or floor is None:
@@ -125,8 +129,6 @@ def dataset_for(model: str) -> str:
 
 def bench_config(model: str, activation: str, *, batch_size: int, amp: bool, device: str) -> Any:
     """The seed preset's TrainConfig for `model` with `activation` (validated like `gaaf train`)."""
-    from ..train.config import resolve_config
-
     overrides = {"model": model, "activation": activation, "dataset": dataset_for(model), "batch_size": batch_size,
                  "amp": amp, "device": device, "download": False, **ACTIVATIONS[activation]}
     return resolve_config(overrides=overrides)
@@ -134,12 +136,10 @@ def bench_config(model: str, activation: str, *, batch_size: int, amp: bool, dev
 
 def synthetic_batch(cfg: Any, batch: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y): a standard-normal batch of the data set's (C, H, W) and random labels, on `device`."""
-    from ..train.config import _dataset_shape
-
-    in_shape, classes = _dataset_shape(cfg.dataset)
+    data = dataset_info(cfg.dataset)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch, *in_shape), generator=gen)
-    y = torch.randint(0, classes, (batch,), generator=gen)
+    x = torch.randn((batch, *data.in_shape), generator=gen)
+    y = torch.randint(0, data.num_classes, (batch,), generator=gen)
     return x.to(device), y.to(device)
 
 
@@ -156,13 +156,9 @@ class Candidate:
 
 def build_candidate(cfg: Any, device: torch.device, *, compile: bool, channels_last: bool, seed: int = 0) -> Candidate:
     """Model, optimizer and train step built as :func:`gaaf.train.engine.train` builds them."""
-    from ..models import build_model
-    from ..train.config import _dataset_shape
-    from ..train.step import build_optimizer, make_train_step
-
-    in_shape, classes = _dataset_shape(cfg.dataset)
+    data = dataset_info(cfg.dataset)
     torch.manual_seed(seed)
-    model = build_model(cfg.model, classes, in_shape, cfg.activation, cfg.act_params(),
+    model = build_model(cfg.model, data.num_classes, data.in_shape, cfg.activation, cfg.act_params(),
                         stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden,
                         dropout=cfg.dropout).to(device)
     if channels_last:
@@ -175,8 +171,6 @@ def build_candidate(cfg: Any, device: torch.device, *, compile: bool, channels_l
 
 def train_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
     """`steps` training steps on (x, y); the metrics stay on the device, as in the engine."""
-    from ..train.step import new_accumulator
-
     acc = new_accumulator(x.device)
 
     def run() -> None:
@@ -189,8 +183,6 @@ def train_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Call
 
 def eval_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
     """`steps` evaluation batches through the engine's `evaluate` (no_grad, eval mode)."""
-    from ..train.step import evaluate
-
     batches = [(x, y)] * steps
 
     def run() -> None:
@@ -234,7 +226,7 @@ def bench_train(
         "preset": "seed", "gaaf_eager_kernels": gaaf_kernels.eager_compile_enabled(),
         "activations": {k: v or {} for k, v in ACTIVATIONS.items()}, "eval": eval_phase,
     })
-    with _compile_cache_room(64):
+    with compile_cache_room(64):
         for model in models:
             _bench_model(model, result, device, batch_size, eval_bs, rounds, steps, warmup, modes, amp, cl,
                          eval_phase, profile_steps, sync, log)

@@ -69,6 +69,7 @@ class CIFAR10:
     names_key = "label_names"
     num_classes = 10
     in_shape = (3, 32, 32)
+    n_train, n_test = 50_000, 10_000  # images in the official splits
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser()

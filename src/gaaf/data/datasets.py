@@ -36,6 +36,26 @@ DATASETS: tuple[str, ...] = tuple(_READERS)
 NORMALIZATIONS: tuple[str, ...] = ("pixel_mean", "channel", "none")
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a data set without reading it."""
+
+    name: str
+    in_shape: tuple[int, int, int]  # (C, H, W) of one image
+    num_classes: int
+    n_train: int  # images in the official training split
+    n_test: int  # images in the official test split
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Shape, class count and split sizes of `name` (one of DATASETS, any case); no file is read."""
+    key = str(name).lower()
+    if key not in _READERS:
+        raise choices_error("dataset", name, DATASETS)
+    r = _READERS[key]
+    return DatasetInfo(key, tuple(r.in_shape), int(r.num_classes), int(r.n_train), int(r.n_test))
+
+
 @dataclass
 class Splits:
     """A loaded data set. Images (N, C, H, W) float32 and labels (N,) int64, on one device."""

@@ -55,6 +55,7 @@ class MNIST:
     }
     num_classes = 10
     in_shape = (1, 28, 28)
+    n_train, n_test = 60_000, 10_000  # images in the official splits
     class_names = tuple(str(d) for d in range(10))
 
     def __init__(self, root: str | Path) -> None:

@@ -29,6 +29,7 @@ class SVHN:
     }
     num_classes = 10
     in_shape = (3, 32, 32)
+    n_train, n_test = 73_257, 26_032  # images in train_32x32.mat / test_32x32.mat
     class_names = tuple(str(d) for d in range(10))
 
     def __init__(self, root: str | Path) -> None:

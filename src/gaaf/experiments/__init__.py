@@ -1,5 +1,6 @@
-"""Studies: many training runs described by one TOML file (`gaaf sweep`), and their report
-(`gaaf report`): mean ± std over seeds, Welch comparisons against a baseline, plots."""
+"""Studies: many training runs described by one TOML file (`gaaf sweep`), and the tables of their
+report (mean ± std over seeds, Welch comparisons against a baseline); `gaaf report` adds the
+figures from gaaf.plots."""
 from .stats import Summary, Welch, summarize, welch
 from .study import RunSpec, Study, StudyError, load_study, parse_study
 

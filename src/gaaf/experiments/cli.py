@@ -1,8 +1,7 @@
-"""`gaaf sweep STUDY.toml --out DIR` and `gaaf report DIR`.
+"""`gaaf sweep STUDY.toml --out DIR` (`gaaf report DIR` draws figures, so it lives in gaaf.plots.cli).
 
     gaaf sweep experiments/demo.toml --out runs/demo          # train every run × seed
     gaaf sweep experiments/seed_table.toml --out X --epochs 1 --limit-train 1000 --limit-test 500
-    gaaf report runs/demo                                     # report.md, report.csv, plots
 """
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from . import folders
+from . import estimate, folders, sweep
 from .study import StudyError, load_study
 
 
@@ -52,20 +51,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("-v", "--verbose", action="store_true", help="echo every run's output")
     p.set_defaults(func=cmd_sweep)
 
-    p = subparsers.add_parser(
-        "report", help="tables, statistics and plots for a sweep folder",
-        description="Read OUT/runs/*/seed*/ (and OUT/study.json) and write report.md, report.csv, "
-                    "runs.csv and PNG plots; print the Markdown table. Unfinished runs are listed, not fatal.",
-    )  # fmt: skip
-    p.add_argument("dir", help="sweep folder written by gaaf sweep")
-    p.add_argument("--out", help="report folder (default DIR/report)")
-    p.add_argument("--no-plots", dest="plots", action="store_false", help="tables only")
-    p.set_defaults(func=cmd_report)
-
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from . import estimate, sweep
-
     try:
         study = load_study(args.study)
     except StudyError as e:  # every problem, not just the first line the CLI would print
@@ -113,19 +100,3 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if runner.elsewhere:
         print(f"  not waiting for them: gaaf report {root} includes them once they finish")
     return min(100, failed)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_report
-
-    root = Path(args.dir)
-    if not root.is_dir():
-        raise UserError(f"sweep folder {str(root)!r} not found; pass the --out folder of gaaf sweep")
-    report = build_report(root, Path(args.out) if args.out else None, plots=args.plots)
-    print(report.table_markdown)
-    if report.problems_markdown:
-        print()
-        print(report.problems_markdown)
-    print()
-    print(f"wrote {', '.join(str(p) for p in report.files)}")
-    return 0

@@ -19,33 +19,19 @@ import sys
 import time
 from typing import Any
 
-from . import trainopts
+import torch
+from torch import nn
 
-_SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
-           "mnist": ((1, 28, 28), 10)}  # fmt: skip
-#: TrainConfig fields that parametrize the activation (None = the activation's default)
-_ACT_FIELDS = ("shape", "shift", "slope", "center", "width", "frequency", "variant")
-
-
-def dataset_shape(dataset: str) -> tuple[tuple[int, ...], int]:
-    """(C, H, W) of one input and the number of classes."""
-    try:  # the train package knows the data readers; fall back to the table above
-        from ..train.config import _dataset_shape
-
-        return _dataset_shape(dataset)
-    except ImportError:
-        return _SHAPES.get(dataset, ((3, 32, 32), 10))
+from ..activations import activation_params
+from ..data import dataset_info
+from ..models import build_model
 
 
 def measure_step_seconds(config: dict[str, Any], threads: int, steps: int = 3) -> float:
     """Seconds per training step of `config`'s model on a synthetic batch (CPU, `threads` threads)."""
-    import torch
-    from torch import nn
-
-    from ..models import build_model
-
-    in_shape, classes = dataset_shape(config.get("dataset", "cifar10"))
-    act_params = {k: config[k] for k in _ACT_FIELDS if config.get(k) is not None}
+    data = dataset_info(config.get("dataset", "cifar10"))
+    in_shape, classes = data.in_shape, data.num_classes
+    act_params = activation_params(config)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
@@ -88,12 +74,10 @@ def measure_startup_seconds() -> float:
 
 def steps_per_run(config: dict[str, Any], epochs_left: int) -> float:
     """Training-step equivalents of `epochs_left` epochs of `config` (evaluation counted as 1/3)."""
-    dataset = config.get("dataset", "cifar10")
+    data = dataset_info(config.get("dataset", "cifar10"))
     batch = max(1, int(config.get("batch_size", 128)))
-    n_train = config.get("limit_train") or trainopts.TRAIN_SIZES.get(dataset, 50_000)
-    n_test = config.get("limit_test") or trainopts.TEST_SIZES.get(dataset, 10_000)
-    n_train = min(n_train, trainopts.TRAIN_SIZES.get(dataset, n_train))
-    n_test = min(n_test, trainopts.TEST_SIZES.get(dataset, n_test))
+    n_train = min(config.get("limit_train") or data.n_train, data.n_train)
+    n_test = min(config.get("limit_test") or data.n_test, data.n_test)
     return epochs_left * (math.ceil(n_train / batch) + math.ceil(n_test / batch) / 3.0)
 
 

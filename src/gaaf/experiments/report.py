@@ -9,8 +9,12 @@ the difference to the baseline with its 95% Welch confidence interval, and a ver
     steps = epochs (the seed's table calls its 200 epochs "steps")
 
 Files (all atomic): report.md (tables + plots), report.csv (one row per run × seed: the raw
-numbers), runs.csv (one row per run: the statistics), acc_vs_shift.png, learning_curves.png.
-A sweep that is not finished still gets a report: missing, interrupted and failed runs are listed.
+numbers), runs.csv (one row per run: the statistics). A sweep that is not finished still gets a
+report: missing, interrupted and failed runs are listed.
+
+This module reads the sweep folder and writes the tables; the figures (acc_vs_shift.png,
+learning_curves.png, the probe plots) are drawn by :mod:`gaaf.plots.report`, whose `build_report`
+puts both together (`gaaf report`).
 """
 from __future__ import annotations
 
@@ -19,10 +23,13 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+from ..activations import describe_activation
+from ..activations.describe import short_number
 from ..errors import UserError
 from ..io import atomic_write_text
+from ..train.probes import PROBES_FILE
 from . import folders, stats
 from .study import RunSpec, Study
 
@@ -104,36 +111,6 @@ def load_rows(root: Path) -> tuple[Study, list[RunRow]]:
 # formatting
 
 
-def describe_activation(config: dict[str, Any]) -> tuple[str, str]:
-    """(activation, shift) cells: `gaaf_relu` / `-1`, `gaaf_relu(round)` / `-1`, `gaaf_relu` / `no s(x)`,
-    `relu` / `-`. Defaults the config leaves as None are read from the activation itself."""
-    act = str(config.get("activation", "?"))
-    params = {k: config[k] for k in ("shape", "shift", "slope", "center", "width", "frequency", "variant")
-              if config.get(k) is not None}  # fmt: skip
-    spec = None
-    try:
-        from ..activations import get_activation
-
-        spec = getattr(get_activation(act, **params), "spec", None)
-    except (ValueError, TypeError):
-        pass
-    if spec is None:  # a plain activation (or one we cannot build): no shape, no shift
-        return act, "-" if "shift" not in params else _num(params["shift"])
-    label = act + ("(round)" if spec.variant == "round" else "")
-    shape = spec.shape if isinstance(spec.shape, str) else "custom"
-    if shape == "none":
-        return label, "no s(x)"
-    if shape == "sigmoid":
-        return label, _num(spec.shape_params.get("shift", 0.0))
-    return label, f"{shape}(" + ", ".join(f"{k}={_num(v)}" for k, v in spec.shape_params.items()) + ")"
-
-
-def _num(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def _published(spec: RunSpec) -> str:
     if spec.published is None:
         return "—"
@@ -161,7 +138,7 @@ def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
             acc += f" [{n_total - row.summary.n} of {n_total} not finished]"
         out.append([row.name, str(c.get("dataset", "?")), str(c.get("model", "?")), act, shift,
                     str(c.get("epochs", "?")), acc, _published(row.spec), delta, verdict,
-                    str(c.get("batch_size", "?")), str(c.get("optimizer", "?")), _num(c.get("lr", "?"))])  # fmt: skip
+                    str(c.get("batch_size", "?")), str(c.get("optimizer", "?")), short_number(c.get("lr", "?"))])  # fmt: skip
     return out
 
 
@@ -265,33 +242,13 @@ _STATS_NOTE = (
 )
 
 
-def build_report(root: Path, out: Path | None = None, *, plots: bool = True) -> Report:
-    """Read the sweep folder `root`, write the report files into `out` (default root/report)."""
-    root = Path(root)
-    out = Path(out) if out is not None else root / "report"
-    study, rows = load_rows(root)
+def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
+                 images: Sequence[tuple[str, Path]] = ()) -> Report:
+    """Write report.md (linking `images`: (caption, PNG path) pairs, already drawn into `out`),
+    report.csv and runs.csv into `out`."""
+    root, out = Path(root), Path(out)
     table = markdown_table(TABLE_COLUMNS, table_rows(study, rows))
     problems = problems_markdown(rows)
-    files: list[Path] = []
-    images: list[tuple[str, str]] = []
-    if plots:
-        from .report_plots import plot_acc_vs_shift, plot_learning_curves
-
-        for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png"), "Accuracy vs shift"),
-                              (plot_learning_curves(rows, out / "learning_curves.png"), "Learning curves")):  # fmt: skip
-            if path is not None:
-                files.append(path)
-                images.append((caption, path.name))
-        probe_runs = _probe_runs(study, rows)
-        if probe_runs:  # runs trained with --probe (study key probe = true): GAAF vs baseline, per layer
-            from .probe_plots import plot_probes
-
-            captions = {"probe_saturation.png": "Probes: fraction of activation inputs in the saturation area",
-                        "probe_grad.png": "Probes: mean |gradient| reaching each activation site",
-                        "probe_hist.png": "Probes: activation input histograms, last epoch"}
-            for path in plot_probes(probe_runs, out):
-                files.append(path)
-                images.append((captions.get(path.name, path.stem), path.name))
     md = [f"# {study.title or 'Study report'}", ""]
     if study.description:
         md += [study.description.strip(), ""]
@@ -305,8 +262,8 @@ def build_report(root: Path, out: Path | None = None, *, plots: bool = True) -> 
                f"for orientation only (ours: {', '.join(sorted({str(r.config.get('model')) for r in rows}))}).", ""]
     if problems:
         md += [problems, ""]
-    for caption, name in images:
-        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+    for caption, path in images:
+        md += [f"## {caption}", "", f"![{caption}]({path.name})", ""]
     seeds = seed_rows(rows, root)
     md += ["## Per-seed results", "", markdown_table(
         ("run", "seed", "state", "final test acc", "best test acc", "epochs done", "seconds"),
@@ -316,16 +273,16 @@ def build_report(root: Path, out: Path | None = None, *, plots: bool = True) -> 
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.csv", to_csv(SEED_CSV_COLUMNS, seeds))
     atomic_write_text(out / "runs.csv", to_csv(RUN_CSV_COLUMNS, run_rows(study, rows)))
-    files = [out / "report.md", out / "report.csv", out / "runs.csv"] + files
+    files = [out / "report.md", out / "report.csv", out / "runs.csv"] + [path for _, path in images]
     return Report(study, rows, table, problems, files)
 
 
-def _probe_runs(study: Study, rows: list[RunRow]) -> dict[str, Path]:
+def probe_runs(study: Study, rows: list[RunRow]) -> dict[str, Path]:
     """{run name: folder of its first seed that recorded probes.json}, the baseline first."""
     found: dict[str, Path] = {}
     for row in sorted(rows, key=lambda r: r.name != study.baseline):
         for _, result in sorted(row.results.items()):
-            if (result.folder / "probes.json").is_file():
+            if (result.folder / PROBES_FILE).is_file():
                 found[row.name] = result.folder
                 break
     return found

@@ -12,7 +12,8 @@ from typing import Any, Callable, Union
 
 from torch import nn
 
-from ..activations import get_activation
+from ..activations import GAAF, get_activation
+from ..activations.registry import PLAIN_ACTIVATIONS
 
 #: A name from the activation registry, or a class / factory returning a fresh nn.Module.
 ActivationArg = Union[str, Callable[..., nn.Module]]
@@ -76,10 +77,7 @@ def activation_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _known_activation_types() -> tuple[type, ...]:
-    from ..activations.modules import GAAF
-    from ..activations.registry import _PLAIN
-
-    return (GAAF, *_PLAIN.values())
+    return (GAAF, *PLAIN_ACTIVATIONS.values())
 
 
 def count_parameters(model: nn.Module) -> int:

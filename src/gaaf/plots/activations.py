@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from ..activations import GAAF, get_activation
 from ..activations.reference import DEFAULT_FREQUENCY, sawtooth, shape_value
-from ..io import atomic_save
+from .figure import save_figure
 
 #: (file stem, registry name, parameters) of every φ_new figure: the paper's ReLU shifts, tanh, sigmoid
 ACTIVATION_FIGURES: tuple[tuple[str, str, dict[str, float]], ...] = (
@@ -33,13 +33,6 @@ ACTIVATION_FIGURES: tuple[tuple[str, str, dict[str, float]], ...] = (
 )
 RELU_SHIFTS = (4.0, 1.0, 0.0, -1.0, -4.0)
 X_RANGE = (-6.0, 6.0)
-
-
-def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write `fig` as a PNG atomically and return the path."""
-    path = Path(path)
-    atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
-    return path
 
 
 def offset_grid(lo: float, hi: float, n: int, frequency: float) -> np.ndarray:

@@ -1,13 +1,24 @@
-"""`gaaf plot ...`: figures. Subcommands: `activations` (more plots register beside it)."""
+"""`gaaf report DIR` and `gaaf plot ...`: the commands that draw figures.
+
+    gaaf report runs/demo                    # report.md, report.csv, runs.csv and the plots
+    gaaf plot activations --out figs/        # the activation figures (more plots register beside it)
+
+`report` lives here, not beside `sweep` in gaaf.experiments.cli: its tables come from
+gaaf.experiments.report, its figures from gaaf.plots, and only this layer may import both.
+"""
 from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 from ..errors import UserError
+from .activations import plot_all
+from .report import build_report
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
+    _register_report(subparsers)
     plot = subparsers.add_parser("plot", help="draw figures (PNG)", description="Draw figures as PNG files.")
     plot_sub = plot.add_subparsers(dest="plot_command", metavar="FIGURES")
     plot.set_defaults(func=lambda args: _missing_subcommand(plot))
@@ -24,14 +35,38 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=_activations)
 
 
+def _register_report(subparsers: "argparse._SubParsersAction") -> None:
+    p = subparsers.add_parser(
+        "report", help="tables, statistics and plots for a sweep folder",
+        description="Read OUT/runs/*/seed*/ (and OUT/study.json) and write report.md, report.csv, "
+                    "runs.csv and PNG plots; print the Markdown table. Unfinished runs are listed, not fatal.",
+    )  # fmt: skip
+    p.add_argument("dir", help="sweep folder written by gaaf sweep")
+    p.add_argument("--out", help="report folder (default DIR/report)")
+    p.add_argument("--no-plots", dest="plots", action="store_false", help="tables only")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    if not root.is_dir():
+        raise UserError(f"sweep folder {str(root)!r} not found; pass the --out folder of gaaf sweep")
+    report = build_report(root, Path(args.out) if args.out else None, plots=args.plots)
+    print(report.table_markdown)
+    if report.problems_markdown:
+        print()
+        print(report.problems_markdown)
+    print()
+    print(f"wrote {', '.join(str(p) for p in report.files)}")
+    return 0
+
+
 def _missing_subcommand(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
 
 
 def _activations(args: argparse.Namespace) -> int:
-    from .activations import plot_all  # matplotlib is imported only when a plot is drawn
-
     if not (math.isfinite(args.frequency) and args.frequency > 0):
         raise UserError(f"--frequency must be a finite number > 0, got {args.frequency!r}")
     if not 10 <= args.dpi <= 1000:

@@ -10,7 +10,6 @@ Callbacks run on every rank; `state.is_main` tells them whether to write files.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import nn
 
 from ..errors import UserError
 from .config import TrainConfig
+from .probes import DEFAULT_BINS, DEFAULT_EVERY, DEFAULT_RANGE, PROBES_FILE, ActivationProbe
 
 
 @dataclass
@@ -49,23 +49,9 @@ def call(callbacks: list[Any], method: str, *args: Any) -> None:
 
 
 def check_optional_features(cfg: TrainConfig) -> None:
-    """Fail before any work when --tensorboard / --probe cannot be honoured."""
+    """Fail before any work when --tensorboard cannot be honoured (the optional package is missing)."""
     if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UserError("--tensorboard needs the tensorboard package: pip install 'gaaf[tensorboard]' (or drop --tensorboard)")
-    if cfg.probe and not _module_exists("gaaf.experiments.probes"):
-        raise UserError("--probe needs gaaf.experiments.probes, which this install does not have; drop --probe")
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def make_probe_callback(state: TrainState) -> Any:
-    probes = importlib.import_module("gaaf.experiments.probes")
-    return probes.make_probe_callback(state)
 
 
 class TensorBoardCallback:
@@ -91,3 +77,37 @@ class TensorBoardCallback:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class ProbeCallback:
+    """Engine callback: probes the training batches, writes OUT/probes.json after every epoch (rank 0)."""
+
+    def __init__(self, probe: ActivationProbe, out_dir: "str | Path") -> None:
+        self.probe, self.path = probe, Path(out_dir) / PROBES_FILE
+
+    def on_train_start(self, state: Any) -> None:
+        if getattr(state, "epoch", 0) > 0:  # a resumed run: keep the finished epochs' records
+            self.probe.load_previous(self.path, state.epoch)
+        self.probe.step_in_epoch = self.probe.samples = 0
+
+    def on_epoch_end(self, state: Any, row: Any) -> None:
+        self.probe.end_epoch(state.epoch)  # every rank: the all-reduce is collective
+        if getattr(state, "is_main", True):
+            self.probe.write(self.path)
+
+    def on_train_end(self, state: Any, summary: Any) -> None:
+        self.probe.close()
+
+
+def make_probe_callback(state: Any) -> ProbeCallback:
+    """Build the probe from ``state.model`` and the optional ``cfg.probe_every``, ``probe_bins``,
+    ``probe_range``, ``probe_saturation`` fields (defaults when absent)."""
+    cfg = state.cfg
+    probe = ActivationProbe(
+        state.model,
+        every=getattr(cfg, "probe_every", None) or DEFAULT_EVERY,
+        bins=getattr(cfg, "probe_bins", None) or DEFAULT_BINS,
+        range=getattr(cfg, "probe_range", None) or DEFAULT_RANGE,
+        saturation=getattr(cfg, "probe_saturation", None),
+    )
+    return ProbeCallback(probe, state.out_dir)

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .checkpoint import load_checkpoint
 from .config import DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config
+from .engine import evaluate_checkpoint, train
 
 
 def _str_list(text: str) -> list[str]:
@@ -143,8 +145,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.resume:
         if "out" not in overrides and not (file_dict or {}).get("out"):
             raise UserError(f"--resume{' auto' if args.resume == 'auto' else ''} needs --out DIR: the run folder to continue")
-        from .checkpoint import load_checkpoint
-
         out = Path(overrides.get("out") or file_dict["out"])  # type: ignore[index]
         if args.resume is True or (out / "last.pt").exists():
             ckpt = load_checkpoint(out / "last.pt", resume=True)  # UserError if there is none
@@ -155,8 +155,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import train
-
     cfg = config_from_args(args)
     summary = train(cfg, resume=args.resume, progress=not args.quiet, log=not args.quiet)
     if _rank() == 0:  # under torchrun only rank 0 reports
@@ -166,8 +164,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .engine import evaluate_checkpoint
-
     if args.limit_test is not None and args.limit_test < 1:
         raise UserError(f"--limit-test must be >= 1, got {args.limit_test}")
     if args.batch_size < 1:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +26,18 @@ from typing import Any, Mapping
 
 import torch
 
+from ..activations import ACTIVATION_PARAMS, get_activation, list_activations
+from ..data import DATASETS, NORMALIZATIONS, dataset_info, make_augment
 from ..errors import UserError
+from ..models import build_model
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
-NORMALIZE_FALLBACK = ("pixel_mean", "channel", "none")  # used only if gaaf.data is not importable
 
 #: Keras `lr_schedule(epoch)`: epoch 0-based, `epoch > 80 → ×0.1` etc. In our 1-based
 #: "after m finished epochs" form each milestone moves up by one: the seed runs epochs 1..81
@@ -82,7 +90,7 @@ class TrainConfig:
     amp: bool = False                      # bf16 autocast
     channels_last: bool | None = None      # None = on CUDA only
     tensorboard: bool = False              # also log to OUT/tensorboard (needs the tensorboard package)
-    probe: bool = False                    # call gaaf.experiments.probes.make_probe_callback(state)
+    probe: bool = False                    # record OUT/probes.json (gaaf.train.probes) during training
     probe_every: int = 50                  # with probe: sample one training batch in N (>= 1)
     out: str | None = None                 # run folder; None = runs/<model>-<activation>-s<seed>-<time>
 
@@ -96,7 +104,7 @@ class TrainConfig:
 
     def act_params(self) -> dict[str, Any]:
         """Only the activation parameters that were set (None = the activation's own default)."""
-        return {k: getattr(self, k) for k in ACT_PARAM_FIELDS if getattr(self, k) is not None}
+        return {k: getattr(self, k) for k in ACTIVATION_PARAMS if getattr(self, k) is not None}
 
     def problems(self) -> list[str]:
         """Every problem with this config, one short sentence each (empty = valid)."""
@@ -109,8 +117,6 @@ class TrainConfig:
             raise UserError("invalid training config: " + "; ".join(probs))
         return self
 
-
-ACT_PARAM_FIELDS = ("shape", "shift", "slope", "center", "width", "frequency", "variant")
 
 #: Recipes. `seed`: the seed repository's Keras ResNet recipe. `he2016`: He et al. 2016, CIFAR-10.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -196,10 +202,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
     except OSError as e:
         raise UserError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
@@ -343,8 +345,6 @@ def _problems(cfg: TrainConfig) -> list[str]:  # noqa: C901 - a flat list of che
 
 def _registry_problems(cfg: TrainConfig) -> list[str]:
     """Names checked against the live registries (models, data sets, activations, augmentations)."""
-    from ..activations import get_activation, list_activations
-
     p: list[str] = []
     acts = list_activations()
     if cfg.activation not in acts:
@@ -364,16 +364,13 @@ def _registry_problems(cfg: TrainConfig) -> list[str]:
 
 def _model_problems(cfg: TrainConfig) -> list[str]:
     """Build the model on the meta device (no memory, no init cost) with the run's arguments: catches
-    unknown names, bad depths and options that do not fit the model (e.g. hidden on a ResNet)."""
-    try:
-        from ..models import build_model
-    except ImportError:
-        return []  # models package not installed: the engine will report
-    in_shape, classes = _dataset_shape(cfg.dataset)
+    unknown names, bad depths and options that do not fit the model (e.g. hidden on a ResNet).
+    An unknown data set is reported by _data_problems; the model is checked on CIFAR-10's shape."""
+    data = dataset_info(cfg.dataset if cfg.dataset in DATASETS else "cifar10")
     try:
         with torch.device("meta"):
             build_model(
-                cfg.model, classes, in_shape, cfg.activation, cfg.act_params(),
+                cfg.model, data.num_classes, data.in_shape, cfg.activation, cfg.act_params(),
                 stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden,
                 dropout=cfg.dropout,
             )
@@ -382,34 +379,13 @@ def _model_problems(cfg: TrainConfig) -> list[str]:
     return []
 
 
-def _dataset_shape(name: str) -> tuple[tuple[int, int, int], int]:
-    """(in_shape, num_classes) of a data set without reading it; CIFAR-10's when unknown."""
-    try:
-        from .. import data
-
-        readers = [getattr(data, n) for n in ("CIFAR10", "CIFAR100", "SVHN", "MNIST") if hasattr(data, n)]
-        for r in readers:
-            if getattr(r, "name", None) == name:
-                return tuple(r.in_shape), int(r.num_classes)  # type: ignore[return-value]
-    except ImportError:
-        pass
-    return (3, 32, 32), 10
-
-
 def _data_problems(cfg: TrainConfig) -> list[str]:
     p: list[str] = []
-    try:
-        from .. import data
-    except ImportError:
-        return p
-    datasets = list(getattr(data, "DATASETS", []))
-    if datasets and cfg.dataset not in datasets:
-        p.append(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(sorted(datasets))}")
-    norms = getattr(data, "NORMALIZATIONS", None)
-    if norms and cfg.normalize not in norms:
-        p.append(f"unknown normalize {cfg.normalize!r}; choose one of: {', '.join(norms)}")
-    make_augment = getattr(data, "make_augment", None)
-    if make_augment is not None and cfg.augment:
+    if cfg.dataset not in DATASETS:
+        p.append(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
+    if cfg.normalize not in NORMALIZATIONS:
+        p.append(f"unknown normalize {cfg.normalize!r}; choose one of: {', '.join(NORMALIZATIONS)}")
+    if cfg.augment:
         try:
             make_augment(cfg.augment)
         except (ValueError, UserError) as e:

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data import DeviceLoader, load_dataset, make_augment
 from ..errors import UserError
 from ..io import atomic_save
-from . import claim as C
-from . import distributed as D
-from . import resume as RS
-from . import runfolder as R
+from ..models import build_model, count_parameters
+from . import claim, distributed, runfolder
+from . import resume as resuming
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
 from .config import TrainConfig
@@ -45,7 +45,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def test_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, info: D.DistInfo) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def test_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, info: distributed.DistInfo) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's contiguous, unpadded slice of the test set, in batches (ranks sum exactly to N)."""
     n = len(x)
     lo, hi = n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size
@@ -71,32 +71,29 @@ def train(
     log: False silences the per-epoch lines and bars (errors still raise).
     """
     cfg.validate()
-    mode = RS.mode_of(resume)
-    RS.check_restartable(cfg)
-    info, device = D.init_distributed(cfg.device)
+    mode = resuming.mode_of(resume)
+    resuming.check_restartable(cfg)
+    info, device = distributed.init_distributed(cfg.device)
     try:
         with contextlib.ExitStack() as claims:  # the run folder's claim (train/claim.py), taken in _train
             return _train(cfg, info, device, list(callbacks), progress, mode, log, claims)
     finally:
-        D.shutdown(info)
+        distributed.shutdown(info)
 
 
 def _train(
-    cfg: TrainConfig, info: D.DistInfo, device: torch.device, callbacks: list[Any],
+    cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, callbacks: list[Any],
     progress: bool, mode: str, log: bool, claims: contextlib.ExitStack,
 ) -> dict[str, Any]:
-    from ..data import DeviceLoader, load_dataset, make_augment
-    from ..models import build_model, count_parameters
-
     main = info.is_main
     log = log and main
     check_optional_features(cfg)  # before touching the run folder
     # ---- run folder: refuse to overwrite, or load the checkpoint to resume from. Rank 0 decides and
     # reads last.pt; every rank gets that very checkpoint (or None: start fresh), or rank 0's error.
-    out = Path(cfg.out) if cfg.out else D.broadcast_object(R.default_out(cfg), info)
+    out = Path(cfg.out) if cfg.out else distributed.broadcast_object(runfolder.default_out(cfg), info)
     cfg = dataclasses.replace(cfg, out=str(out))  # config.json records where the run went
-    D.run_on_main(lambda: claims.enter_context(C.take(out)) and None, info)  # one process per run folder
-    ckpt = D.run_on_main(lambda: RS.open_run(out, cfg, mode), info)
+    distributed.run_on_main(lambda: claims.enter_context(claim.take(out)) and None, info)  # one process per run folder
+    ckpt = distributed.run_on_main(lambda: resuming.open_run(out, cfg, mode), info)
     if cfg.batch_size % info.world_size:
         raise UserError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({info.world_size})")
 
@@ -108,7 +105,7 @@ def _train(
                             limit_train=limit or cfg.limit_train, limit_test=limit or cfg.limit_test)
 
     if info.enabled and cfg.download:  # rank 0 fetches missing files once, then every rank reads them
-        D.run_on_main(lambda: load(True, torch.device("cpu"), limit=1) and None, info)
+        distributed.run_on_main(lambda: load(True, torch.device("cpu"), limit=1) and None, info)
     splits = load(cfg.download and not info.enabled)  # on failure the claim removes a folder it made (still empty)
     loader_gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drives shuffling and augmentation
     train_loader = DeviceLoader(
@@ -148,8 +145,8 @@ def _train(
 
     # ---- config.json, callbacks
     if main:
-        created = RS.reconcile(out, ckpt) if ckpt is not None else None  # metrics.csv, best.pt as last.pt says
-        R.write_config(out, cfg, R.run_meta(device, info.world_size, created))
+        created = resuming.reconcile(out, ckpt) if ckpt is not None else None  # metrics.csv, best.pt as last.pt says
+        runfolder.write_config(out, cfg, runfolder.run_meta(device, info.world_size, created))
     state = TrainState(model=model, cfg=cfg, out_dir=out, device=device, optimizer=optimizer,
                        epoch=start_epoch - 1, rank=info.rank, world_size=info.world_size, splits=splits)
     if cfg.tensorboard:
@@ -172,14 +169,14 @@ def _train(
         acc = new_accumulator(device)  # [Σ loss·n, Σ correct, Σ n], summed on the device
         for x, y in _progress(train_loader, epoch, cfg.epochs, acc, t0, progress and log):
             step(x, y, acc)
-        D.all_reduce_sum(acc, info)
+        distributed.all_reduce_sum(acc, info)
         loss_sum, correct, n = acc.tolist()  # the epoch's one host sync
         train_seconds = time.perf_counter() - t0
         if not math.isfinite(loss_sum):
             _diverged(out, epoch, loss_sum, rows, main, callbacks, state)
 
-        D.sync_buffers(model, info)
-        test = D.all_reduce_sum(
+        distributed.sync_buffers(model, info)
+        test = distributed.all_reduce_sum(
             evaluate(eval_net, test_batches(splits.x_test, splits.y_test, eval_bs, info), amp=cfg.amp,
                      channels_last=channels_last), info)
         test_loss_sum, test_correct, test_n = test.tolist()
@@ -194,7 +191,7 @@ def _train(
         is_best = row["test_acc"] > best_acc
         if is_best:
             best_acc, best_epoch = row["test_acc"], epoch
-        rng = D.gather_objects(rng_state(loader_gen), info)  # every rank's RNG, for an exact resume
+        rng = distributed.gather_objects(rng_state(loader_gen), info)  # every rank's RNG, for an exact resume
         if main:
             ckpt_args = dict(model=model, optimizer=optimizer, cfg=cfg, epoch=epoch, lr=lr, best_acc=best_acc,
                              best_epoch=best_epoch, metrics=rows, total_seconds=total_seconds, rng=rng)
@@ -202,7 +199,7 @@ def _train(
             if is_best:  # the same checkpoint: copy the bytes rather than serialise it twice
                 last_bytes = (out / "last.pt").read_bytes()
                 atomic_save(out / "best.pt", lambda f: f.write(last_bytes))
-            R.write_metrics(out, rows)
+            runfolder.write_metrics(out, rows)
         state.epoch = epoch
         call(callbacks, "on_epoch_end", state, row)
         if log:
@@ -220,7 +217,7 @@ def _train(
         "world_size": info.world_size, "device": device.type,
     }
     if main:
-        R.write_summary(out, summary)
+        runfolder.write_summary(out, summary)
     call(callbacks, "on_train_end", state, summary)
     return summary
 
@@ -232,7 +229,7 @@ def _diverged(out: Path, epoch: int, loss_sum: float, rows: list, main: bool, ca
     msg = f"training diverged: train loss is {what} in epoch {epoch}; kept the last good checkpoint ({kept}) in {out}; try a lower --lr"
     summary = {"status": "diverged", "message": msg, "epochs": rows[-1]["epoch"] if rows else 0}
     if main:
-        R.write_summary(out, summary)
+        runfolder.write_summary(out, summary)
     call(callbacks, "on_train_end", state, summary)
     raise TrainingDiverged(msg)
 
@@ -250,7 +247,7 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
 def _progress(loader: Any, epoch: int, epochs: int, acc: torch.Tensor, t0: float, enabled: bool) -> Iterable:
     """The loader itself, or a tqdm bar over it on a terminal. The bar reads the device sums every
     25 steps only (a host sync), so the hot path stays sync-free when nobody is watching."""
-    if not (enabled and R.is_tty(sys.stderr)):
+    if not (enabled and runfolder.is_tty(sys.stderr)):
         return loader
     from tqdm import tqdm
 
@@ -280,12 +277,9 @@ def evaluate_checkpoint(
 
     The data set is loaded exactly as in training (same normalisation statistics: same
     `limit_train`), only the test split may be cut with `limit_test`."""
-    from ..data import load_dataset
-    from ..models import build_model
-
     ckpt = load_checkpoint(path)
     cfg = TrainConfig(**{k: v for k, v in ckpt["config"].items() if k in TrainConfig.field_names()})
-    dev = D.resolve_device(device)
+    dev = distributed.resolve_device(device)
     splits = load_dataset(
         cfg.dataset, data_dir if data_dir is not None else cfg.data_dir, download=cfg.download,
         normalize=cfg.normalize, device=dev, limit_train=cfg.limit_train,
@@ -296,7 +290,7 @@ def evaluate_checkpoint(
         stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden, dropout=cfg.dropout,
     ).to(dev)
     model.load_state_dict(ckpt["model"])
-    sums = evaluate(model, test_batches(splits.x_test, splits.y_test, batch_size, D.DistInfo()), amp=cfg.amp)
+    sums = evaluate(model, test_batches(splits.x_test, splits.y_test, batch_size, distributed.DistInfo()), amp=cfg.amp)
     loss_sum, correct, n = sums.tolist()
     return {"test_loss": loss_sum / n, "test_acc": correct / n, "n": int(n), "epoch": int(ckpt["epoch"]),
             "checkpoint": str(path)}

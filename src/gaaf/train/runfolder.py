@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .. import __version__
 from ..errors import UserError
 from ..io import atomic_write_json, atomic_write_text
 from .config import TrainConfig
@@ -75,8 +76,6 @@ def describe_device(device: torch.device) -> str:
 
 
 def run_meta(device: torch.device, world_size: int, created: str | None = None) -> dict[str, Any]:
-    from .. import __version__
-
     now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     meta = {
         "gaaf_version": __version__,

@@ -1,40 +1,57 @@
-"""The report's two plots, PNG via gaaf.io.atomic_save.
+"""`gaaf report DIR`: the tables of :mod:`gaaf.experiments.report` and the report's figures.
 
-We draw on a bare `matplotlib.figure.Figure` (Agg canvas) rather than pyplot: no global backend is
-switched and no figure lingers in pyplot's registry, so a report can run inside a notebook.
+    build_report(Path("runs/demo"))   # -> runs/demo/report/{report.md, report.csv, runs.csv, *.png}
+
+Figures: acc_vs_shift.png (accuracy vs the sigmoid shape's shift, the published numbers overlaid),
+learning_curves.png (test accuracy per epoch), and for runs trained with --probe the probe plots of
+:mod:`gaaf.plots.probes`.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..io import atomic_save
-from . import stats
+from matplotlib import colormaps
+from matplotlib.ticker import MaxNLocator
 
-if TYPE_CHECKING:
-    from .report import RunRow
-    from .study import Study
+from ..activations import describe_activation
+from ..activations.registry import is_gaaf_activation
+from ..experiments import stats
+from ..experiments.report import Report, RunRow, load_rows, probe_runs, write_report
+from ..experiments.study import Study
+from .figure import new_figure, save_figure
+from .probes import plot_probes
 
-
-def _figure(width: float, height: float):  # -> matplotlib.figure.Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=120, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    atomic_save(path, lambda f: fig.savefig(f, format="png"))
-    return path
+#: captions of the probe figures in report.md
+PROBE_CAPTIONS = {"probe_saturation.png": "Probes: fraction of activation inputs in the saturation area",
+                  "probe_grad.png": "Probes: mean |gradient| reaching each activation site",
+                  "probe_hist.png": "Probes: activation input histograms, last epoch"}  # fmt: skip
 
 
-def _shift_value(row: "RunRow") -> tuple[str, float] | None:
+def build_report(root: Path, out: "Path | None" = None, *, plots: bool = True) -> Report:
+    """Read the sweep folder `root`, write the report files into `out` (default root/report)."""
+    root = Path(root)
+    out = Path(out) if out is not None else root / "report"
+    study, rows = load_rows(root)
+    return write_report(root, out, study, rows, report_figures(study, rows, out) if plots else [])
+
+
+def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[str, Path]]:
+    """Draw every figure the report has data for into `out`; (caption, path) of each."""
+    images: list[tuple[str, Path]] = []
+    for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png"), "Accuracy vs shift"),
+                          (plot_learning_curves(rows, out / "learning_curves.png"), "Learning curves")):  # fmt: skip
+        if path is not None:
+            images.append((caption, path))
+    probed = probe_runs(study, rows)
+    if probed:  # runs trained with --probe (study key probe = true): GAAF vs baseline, per layer
+        images += [(PROBE_CAPTIONS.get(path.name, path.stem), path) for path in plot_probes(probed, out)]
+    return images
+
+
+def _shift_value(row: RunRow) -> tuple[str, float] | None:
     """(series label, shift) for a GAAF run with the sigmoid shape; None for anything else."""
-    from .report import describe_activation
-
     label, shift = describe_activation(row.config)
     try:
         return label, float(shift)
@@ -42,21 +59,21 @@ def _shift_value(row: "RunRow") -> tuple[str, float] | None:
         return None
 
 
-def plot_acc_vs_shift(study: "Study", rows: "list[RunRow]", path: Path) -> Path | None:
+def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | None:
     """Final test accuracy vs the sigmoid shape's shift: ours as mean ± std error bars (one series
     per activation/variant), the published single runs as crosses, the baseline as a band.
     Returns None (and writes nothing) when the study has no GAAF runs with a shift."""
-    series: dict[str, list[tuple[float, "RunRow"]]] = defaultdict(list)
+    series: dict[str, list[tuple[float, RunRow]]] = defaultdict(list)
     flat = []  # GAAF runs without s(x) (or another shape): horizontal reference lines
     for row in rows:
         found = _shift_value(row)
         if found is not None:
             series[found[0]].append((found[1], row))
-        elif str(row.config.get("activation", "")).startswith("gaaf") and (row.summary.n or row.spec.published):
+        elif is_gaaf_activation(str(row.config.get("activation", ""))) and (row.summary.n or row.spec.published):
             flat.append(row)
     if not series:
         return None
-    fig = _figure(7.5, 4.6)
+    fig = new_figure(7.5, 4.6, dpi=120, layout="constrained")
     ax = fig.add_subplot()
     colors = ["tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
     for i, (label, points) in enumerate(sorted(series.items())):
@@ -97,7 +114,7 @@ def plot_acc_vs_shift(study: "Study", rows: "list[RunRow]", path: Path) -> Path 
     ax.set_title(study.title or "Accuracy vs shift", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=120, tight=False)
 
 
 def _frame(ax, refs: "list[float]", shifts: "list[float]") -> None:
@@ -112,12 +129,12 @@ def _frame(ax, refs: "list[float]", shifts: "list[float]") -> None:
         ax.set_xlim(shifts[0] - 1.0, shifts[0] + 1.0)
 
 
-def plot_learning_curves(rows: "list[RunRow]", path: Path) -> Path | None:
+def plot_learning_curves(rows: list[RunRow], path: Path) -> Path | None:
     """Test accuracy per epoch for every run: each seed thin, the mean over seeds thick.
     Returns None when no run has a finished epoch."""
     if not any(r.metrics for row in rows for r in row.results.values()):
         return None
-    fig = _figure(8.5, 4.8)
+    fig = new_figure(8.5, 4.8, dpi=120, layout="constrained")
     ax = fig.add_subplot()
     palette = _palette(len(rows))
     for row, color in zip(rows, palette):
@@ -137,19 +154,15 @@ def plot_learning_curves(rows: "list[RunRow]", path: Path) -> Path | None:
         n = max(len(v) for v in by_epoch.values())
         ax.plot(epochs, means, color=color, linewidth=2, marker="o" if len(epochs) < 12 else None,
                 label=f"{row.name} (n={n})")  # fmt: skip
-    from matplotlib.ticker import MaxNLocator
-
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
     ax.set_title("Learning curves (thick: mean over seeds; thin: each seed)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=120, tight=False)
 
 
 def _palette(n: int) -> list:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]

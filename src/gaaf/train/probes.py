@@ -16,13 +16,16 @@ hooks exist only during a sampled forward pass, so other steps pay two Python ca
 Only calls with ``model.training`` and grad enabled count as training steps; eval is never sampled.
 The input gradient is the total gradient of the tensor fed to the activation, which equals what the
 activation passes down when that tensor feeds nothing else (true at every gaaf.models site).
+
+`gaaf train --probe` adds :class:`gaaf.train.callbacks.ProbeCallback`, which writes OUT/probes.json
+after every epoch; :func:`load_probes` reads it back, `gaaf report` draws it (:mod:`gaaf.plots.probes`)
+and :mod:`gaaf.bench.probe_overhead` times what the hooks cost.
 """
 from __future__ import annotations
 
 import functools
+import json
 import math
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -30,8 +33,10 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..activations.registry import PLAIN_ACTIVATIONS
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..models import activation_sites
 
 DEFAULT_EVERY = 50
 DEFAULT_BINS = 81
@@ -96,9 +101,7 @@ def site_base(module: nn.Module) -> "str | None":
     spec = getattr(module, "spec", None)
     if spec is not None and isinstance(getattr(spec, "base", None), str):
         return spec.base
-    from ..activations.registry import _PLAIN
-
-    for name, cls in _PLAIN.items():
+    for name, cls in PLAIN_ACTIVATIONS.items():
         if type(module) is cls:
             return name
     return None
@@ -113,12 +116,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return model
         model = inner
-
-
-def find_sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from ..models import activation_sites
-
-    return activation_sites(model)
 
 
 def _eager_only(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -172,7 +169,7 @@ class ActivationProbe:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise UserError(f"probe range must be two finite numbers lo < hi, got {range!r}")
         self.model = unwrap_model(model)
-        self.sites = list(sites) if sites is not None else find_sites(self.model)
+        self.sites = list(sites) if sites is not None else activation_sites(self.model)
         if not self.sites:
             raise UserError(f"the model {type(self.model).__name__} has no activation sites to probe")
         self.every, self.bins, self.range = every, bins, (lo, hi)
@@ -341,8 +338,6 @@ class ActivationProbe:
 
 def load_probes(path: "str | Path") -> dict[str, Any]:
     """Read a probes.json (or the one in run folder `path`); UserError when missing or malformed."""
-    import json
-
     path = Path(path)
     if path.is_dir() or path.suffix != ".json":  # a run folder (existing or not)
         path = path / PROBES_FILE
@@ -355,96 +350,3 @@ def load_probes(path: "str | Path") -> dict[str, Any]:
     if not isinstance(data, dict) or not {"sites", "bins", "epochs"} <= set(data):
         raise UserError(f"{path} is not a probes.json (needs sites, bins, epochs)")
     return data
-
-
-class ProbeCallback:
-    """Engine callback: probes the training batches, writes OUT/probes.json after every epoch (rank 0)."""
-
-    def __init__(self, probe: ActivationProbe, out_dir: "str | Path") -> None:
-        self.probe, self.path = probe, Path(out_dir) / PROBES_FILE
-
-    def on_train_start(self, state: Any) -> None:
-        if getattr(state, "epoch", 0) > 0:  # a resumed run: keep the finished epochs' records
-            self.probe.load_previous(self.path, state.epoch)
-        self.probe.step_in_epoch = self.probe.samples = 0
-
-    def on_epoch_end(self, state: Any, row: Any) -> None:
-        self.probe.end_epoch(state.epoch)  # every rank: the all-reduce is collective
-        if getattr(state, "is_main", True):
-            self.probe.write(self.path)
-
-    def on_train_end(self, state: Any, summary: Any) -> None:
-        self.probe.close()
-
-
-def make_probe_callback(state: Any) -> ProbeCallback:
-    """Build the probe from ``state.model`` and the optional ``cfg.probe_every``, ``probe_bins``,
-    ``probe_range``, ``probe_saturation`` fields (defaults when absent)."""
-    cfg = state.cfg
-    probe = ActivationProbe(
-        state.model,
-        every=getattr(cfg, "probe_every", None) or DEFAULT_EVERY,
-        bins=getattr(cfg, "probe_bins", None) or DEFAULT_BINS,
-        range=getattr(cfg, "probe_range", None) or DEFAULT_RANGE,
-        saturation=getattr(cfg, "probe_saturation", None),
-    )
-    return ProbeCallback(probe, state.out_dir)
-
-
-def measure_probe_overhead(
-    model: str = "resnet20_v1",
-    activation: str = "relu",
-    *,
-    batch_size: int = 128,
-    every: int = DEFAULT_EVERY,
-    blocks: int = 3,
-    device: str = "cpu",
-    in_shape: Sequence[int] = (3, 32, 32),
-    num_classes: int = 10,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Time blocks of `every` training steps (the engine's step on one fixed random batch) without and
-    with the probe, alternating (A B, B A, ...) to cancel drift; return the medians per step and the
-    overhead in percent. Each probed block holds exactly one sampled step, as in training."""
-    from ..models import build_model
-    from ..train.config import TrainConfig
-    from ..train.step import build_optimizer, make_train_step, new_accumulator
-
-    torch.manual_seed(seed)
-    dev = torch.device(device)
-    net = build_model(model, num_classes, in_shape, activation).to(dev)
-    cfg = TrainConfig(model=model, activation=activation, batch_size=batch_size, device=device)
-    step = make_train_step(net, build_optimizer(net, cfg), cfg)
-    x = torch.randn(batch_size, *in_shape, device=dev)        # (B, C, H, W)
-    y = torch.randint(0, num_classes, (batch_size,), device=dev)  # (B,)
-    acc = new_accumulator(dev)
-
-    def block(probed: bool) -> float:
-        probe = ActivationProbe(net, every=every) if probed else None
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        for _ in range(every):
-            step(x, y, acc)
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        seconds = (time.perf_counter() - t0) / every
-        if probe is not None:
-            probe.end_epoch(1, reduce=False)
-            probe.close()
-        return seconds
-
-    for _ in range(2):  # warm-up: allocator, kernels, and the probe's first-sample allocations
-        step(x, y, acc)
-    block(True)
-    base: list[float] = []
-    probed: list[float] = []
-    for r in range(blocks):
-        for flag in ((False, True) if r % 2 == 0 else (True, False)):
-            (probed if flag else base).append(block(flag))
-    b, p = statistics.median(base), statistics.median(probed)
-    return {
-        "model": model, "activation": activation, "batch_size": batch_size, "every": every, "blocks": blocks,
-        "device": str(dev), "baseline_seconds_per_step": b, "probe_seconds_per_step": p,
-        "overhead_percent": 100.0 * (p / b - 1.0),
-    }

@@ -15,15 +15,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+from matplotlib import cm, colormaps, colors, ticker
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import cm, colors, ticker  # noqa: E402
-
-from ..errors import UserError  # noqa: E402
-from ..io import atomic_save  # noqa: E402
-from .probes import load_probes  # noqa: E402
+from ..errors import UserError
+from ..train.probes import load_probes
+from .figure import new_figure, save_figure
 
 _RUN_COLORS = ["tab:gray", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
 
@@ -42,21 +38,13 @@ def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, laye
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [
-        _save(_per_layer_figure(data, "saturation", "fraction of inputs in the saturation area", log=False),
-              out_dir / "probe_saturation.png"),
-        _save(_per_layer_figure(data, "mean_abs_grad", "mean |dL/d input| at the activation", log=True),
-              out_dir / "probe_grad.png"),
-        _save(_histogram_figure(data, layers), out_dir / "probe_hist.png"),
+        save_figure(_per_layer_figure(data, "saturation", "fraction of inputs in the saturation area", log=False),
+                    out_dir / "probe_saturation.png", dpi=110, tight=False),
+        save_figure(_per_layer_figure(data, "mean_abs_grad", "mean |dL/d input| at the activation", log=True),
+                    out_dir / "probe_grad.png", dpi=110, tight=False),
+        save_figure(_histogram_figure(data, layers), out_dir / "probe_hist.png", dpi=110, tight=False),
     ]
     return paths
-
-
-def _save(fig: Any, path: Path) -> Path:
-    try:
-        atomic_save(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
-    return path
 
 
 def _series(d: dict[str, Any], site: str, key: str) -> tuple[list[int], list[float]]:
@@ -72,9 +60,10 @@ def _series(d: dict[str, Any], site: str, key: str) -> tuple[list[int], list[flo
 
 def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *, log: bool) -> Any:
     n = len(data)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1.2, 3.8), sharey=True, squeeze=False)
+    fig = new_figure(4.2 * n + 1.2, 3.8)
+    axes = fig.subplots(1, n, sharey=True, squeeze=False)
     most = max(len(d["sites"]) for d in data.values())
-    cmap = plt.get_cmap("viridis")
+    cmap = colormaps["viridis"]
     norm = colors.Normalize(vmin=0, vmax=max(most - 1, 1))
     for ax, (label, d) in zip(axes[0], data.items()):
         few = len(d["epochs"]) < 8  # single points would be invisible without markers
@@ -119,7 +108,8 @@ def _histogram_figure(data: dict[str, dict[str, Any]], layers: int) -> Any:
     chosen = _pick_layers(common, layers) if common else []
     if not chosen:
         raise UserError("the runs share no activation site; probe histograms need the same model")
-    fig, axes = plt.subplots(1, len(chosen), figsize=(3.6 * len(chosen), 3.4), squeeze=False)
+    fig = new_figure(3.6 * len(chosen), 3.4)
+    axes = fig.subplots(1, len(chosen), squeeze=False)
     for ax, site in zip(axes[0], chosen):
         for j, (label, d) in enumerate(data.items()):
             last = d["epochs"][-1]

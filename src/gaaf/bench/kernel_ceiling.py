@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from ..activations import GAAF
 from ..activations import kernels as gaaf_kernels
 from ..activations.spec import GAAFSpec
 from ..models import activation_sites
@@ -55,8 +56,6 @@ def gaaf_sites(model: nn.Module, x: torch.Tensor) -> "tuple[GAAFSpec | None, lis
     """The GAAF spec of `model`'s activation sites and the elements entering each GAAF site for the
     batch `x`, from one no-grad forward in eval mode (batch-norm statistics are left alone).
     ``(None, [])`` for a model without GAAF sites; several specs: the first one's."""
-    from ..activations.modules import GAAF
-
     mods = [m for _, m in activation_sites(model) if isinstance(m, GAAF)]
     sizes: list[int] = []
     hooks = [m.register_forward_hook(lambda mod, args, out: sizes.append(args[0].numel())) for m in mods]
