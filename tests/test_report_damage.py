@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gaaf.cli import main
 from gaaf.experiments import folders, stats
-from gaaf.experiments.report import build_report
+from gaaf.plots.report import build_report
 from test_report import FINALS, sweep_dir, write_run  # noqa: F401 - sweep_dir is a fixture
 
 HEADER = "epoch,lr,train_loss,train_acc,test_loss,test_acc,epoch_seconds,images_per_second"
