@@ -1,6 +1,7 @@
 """The top-level `gaaf` command: one-line usage errors, a --version that loads nothing heavy."""
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -41,3 +42,23 @@ def test_public_api_is_imported_on_first_use():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         import gaaf
         gaaf.nope  # noqa: B018
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["train", "--out", "runs/x", "--epochs", "1"], "gaaf train --out runs/x --resume"),
+    (["sweep", "s.toml", "--out", "runs/s"], "gaaf sweep s.toml --out runs/s"),
+])
+def test_ctrl_c_says_how_to_continue(argv, hint, monkeypatch, capsys):
+    import gaaf.cli
+
+    parser = gaaf.cli.build_parser()
+    args = parser.parse_args(argv)
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gaaf.cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda _argv: argparse.Namespace(**{**vars(args), "func": interrupted}))
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("gaaf: interrupted; ") and hint in err and len(err.strip().splitlines()) == 1

@@ -219,3 +219,16 @@ def test_ray_missing_is_a_clear_error(tmp_path: Path, fake_cifar10_dir: Path, ca
     assert main(["sweep", str(study), "--out", str(tmp_path / "o"), "--backend", "ray", "--no-estimate"]) == 2
     assert "--backend ray needs the ray package" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "o" / "runs" / "relu" / "seed0" / "summary.json")
+
+
+def test_failed_runs_exit_1_whatever_their_number(tmp_path: Path, monkeypatch, capsys):
+    """2 stays "bad input": three failed runs exit 1 (the count is printed, not put in the status)."""
+    from gaaf.experiments import launch
+
+    study = tmp_path / "s.toml"
+    study.write_text('seeds = [0, 1, 2]\n[base]\nmodel = "mlp"\ndataset = "mnist"\ndownload = false\n' + RELU)
+    monkeypatch.setattr(launch, "execute", lambda cmd, env, echo=None, procs=None, pass_fds=(): (3, "boom", 0.0))
+    rc = main(["sweep", str(study), "--out", str(tmp_path / "o"), "--no-estimate"])
+    printed = capsys.readouterr().out
+    assert rc == 1, printed
+    assert "0/3 finished, 3 failed" in printed

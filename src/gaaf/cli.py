@@ -61,5 +61,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gaaf: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gaaf: interrupted", file=sys.stderr)
+        print(f"gaaf: interrupted{resume_hint(args)}", file=sys.stderr)
         return 130
+
+
+def resume_hint(args: argparse.Namespace) -> str:
+    """How to pick up where Ctrl-C left off: the last finished epoch's checkpoint, or the sweep's state."""
+    if args.command == "train":
+        out = getattr(args, "out", None)
+        if out:
+            return f"; continue from the last finished epoch with: gaaf train --out {out} --resume"
+        return "; the run folder's last.pt holds the last finished epoch: continue with gaaf train --out RUN --resume"
+    if args.command == "sweep":
+        return f"; run the same command again to continue (finished runs are kept, interrupted ones resume): gaaf sweep {args.study} --out {args.out}"
+    return ""

@@ -14,6 +14,9 @@ from ..errors import UserError
 from . import estimate, folders, sweep
 from .study import StudyError, load_study
 
+#: `gaaf sweep`'s exit status when it ran but some runs failed (2 stays "bad input", as everywhere)
+RUNS_FAILED = 1
+
 
 def _seed_list(text: str) -> list[int]:
     try:
@@ -31,7 +34,8 @@ def register(subparsers: Any) -> None:
         description="Run a study: every [[runs]]/[grid] entry × every seed, each as `python -m gaaf train` "
                     "in OUT/runs/<run>/seed<k>/. Finished runs are skipped, interrupted ones resumed; runs another "
                     "process is training (another sweep on the same --out) are left to it. "
-                    "Exit status: the number of failed runs (0 = all fine, capped at 100).",
+                    "Exit status: 0 all runs finished (or are running elsewhere), 1 some runs failed (how many is "
+                    "printed), 2 bad study file or usage, 130 interrupted.",
     )  # fmt: skip
     p.add_argument("study", help="study file (TOML), e.g. experiments/demo.toml")
     p.add_argument("--out", required=True, help="sweep folder (created; re-running continues it)")
@@ -99,4 +103,4 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"  running elsewhere: {r.label} ({holder})")
     if runner.elsewhere:
         print(f"  not waiting for them: gaaf report {root} includes them once they finish")
-    return min(100, failed)
+    return RUNS_FAILED if failed else 0

@@ -5,7 +5,7 @@ Each run is the subprocess ``python -m gaaf train --config OUT/configs/<run>/see
 out-of-memory kill or a NaN in one run cannot take the others down. The sweep is idempotent:
 finished runs are skipped, interrupted ones (last.pt present) resumed, failed ones tried again.
 A failure is recorded in <run folder>/error.txt (the command, its exit status and the tail of its
-output) and the sweep goes on; the exit status is the number of failed runs (capped at 100).
+output) and the sweep goes on; `gaaf sweep` then exits 1 (the count is printed).
 
 Each run is claimed before the sweep touches its folder (launch.py, gaaf.train.claim): two sweeps on
 one --out, or a local sweep beside a Ray one or beside a hand-started `gaaf train`, train every run
