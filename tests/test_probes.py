@@ -361,11 +361,66 @@ def test_plot_probes_skips_undefined_points_and_marks_empty_panels(tmp_path: Pat
     np.testing.assert_allclose(hist[0].patches[0].get_data()[0], [0.1, 0.2, 0.3, 0.4])
 
 
-def test_measure_probe_overhead_reports_both_timings() -> None:
-    res = measure_probe_overhead("mlp", "relu", batch_size=8, every=2, blocks=1, in_shape=(1, 4, 4))
-    assert res["baseline_seconds_per_step"] > 0 and res["probe_seconds_per_step"] > 0
-    assert res["overhead_percent"] == pytest.approx(
-        100 * (res["probe_seconds_per_step"] / res["baseline_seconds_per_step"] - 1))
+def test_measure_probe_overhead_on_a_fake_clock(monkeypatch) -> None:
+    """On a fake clock that each training step advances by 2 ms, by 3 ms while a probe is attached,
+    the measurement is 2 ms, 3 ms and +50 %, whatever the machine. One stalled step (1 s) in one
+    baseline block moves nothing (medians); blocks alternate A B, B A, ...; every probed block
+    samples exactly one step."""
+    import gaaf.train.step as train_step
+    from gaaf.experiments import probes
+
+    clock = [0.0]
+    attached: list = []  # probes made and not yet closed
+    closed: list = []
+    sampled: list[int] = []  # samples recorded per probed block
+    kinds: list[bool] = []  # per training step: was a probe attached?
+    stalled: list[bool] = []
+
+    class WatchedProbe(probes.ActivationProbe):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            attached.append(self)
+
+        def end_epoch(self, epoch, **kwargs):
+            record = super().end_epoch(epoch, **kwargs)
+            sampled.append(record["samples"])
+            return record
+
+        def close(self) -> None:
+            super().close()
+            attached.remove(self)
+            closed.append(self)
+
+    real_make = train_step.make_train_step
+
+    def make_timed_step(*args, **kwargs):
+        step = real_make(*args, **kwargs)
+
+        def timed(x, y, acc):
+            out = step(x, y, acc)  # the real step (the probe's hooks run in it)
+            kinds.append(bool(attached))
+            stall = 1.0 if closed and not attached and not stalled else 0.0
+            if stall:
+                stalled.append(True)  # once: the first baseline step after a probed block
+            clock[0] += (0.003 if attached else 0.002) + stall
+            return out
+
+        return timed
+
+    monkeypatch.setattr(probes, "ActivationProbe", WatchedProbe)
+    monkeypatch.setattr(train_step, "make_train_step", make_timed_step)
+    monkeypatch.setattr(probes, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    blocks, every = 3, 2
+    res = measure_probe_overhead("mlp", "relu", batch_size=8, every=every, blocks=blocks, in_shape=(1, 4, 4))
+    assert stalled == [True]
+    assert res["baseline_seconds_per_step"] == pytest.approx(0.002, rel=1e-9)
+    assert res["probe_seconds_per_step"] == pytest.approx(0.003, rel=1e-9)
+    assert res["overhead_percent"] == pytest.approx(50.0, rel=1e-6)
+    assert (res["blocks"], res["every"], res["device"], res["model"]) == (blocks, every, "cpu", "mlp")
+    a, b = [False] * every, [True] * every
+    assert kinds[-2 * blocks * every:] == a + b + b + a + a + b  # A B, B A, A B
+    assert not attached and sampled == [1] * len(closed) and len(closed) >= blocks
 
 
 def test_torch_compile_gives_the_same_record_without_recompiling_per_step() -> None:
