@@ -12,6 +12,9 @@ import pytest
 # Tests run the plain math by default (same numbers up to rounding); test_activations_fused.py turns
 # the compiled kernels on explicitly. Subprocesses started by tests inherit this.
 os.environ.setdefault("GAAF_NO_COMPILE", "1")
+# The Keras tests compare gaaf.keras with the PyTorch op on torch tensors: Keras must load its torch
+# backend, whatever the environment says (set before any test module can import keras).
+os.environ["KERAS_BACKEND"] = "torch"
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
