@@ -366,9 +366,11 @@ def test_measure_probe_overhead_on_a_fake_clock(monkeypatch) -> None:
     the measurement is 2 ms, 3 ms and +50 %, whatever the machine. One stalled step (1 s) in one
     baseline block moves nothing (medians); blocks alternate A B, B A, ...; every probed block
     samples exactly one step."""
-    import gaaf.train.step as train_step
-    from gaaf.experiments import probes
+    import sys
 
+    import gaaf.train.step as train_step
+
+    home = sys.modules[measure_probe_overhead.__module__]  # the module whose names it looks up
     clock = [0.0]
     attached: list = []  # probes made and not yet closed
     closed: list = []
@@ -376,7 +378,7 @@ def test_measure_probe_overhead_on_a_fake_clock(monkeypatch) -> None:
     kinds: list[bool] = []  # per training step: was a probe attached?
     stalled: list[bool] = []
 
-    class WatchedProbe(probes.ActivationProbe):
+    class WatchedProbe(home.ActivationProbe):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             attached.append(self)
@@ -407,9 +409,11 @@ def test_measure_probe_overhead_on_a_fake_clock(monkeypatch) -> None:
 
         return timed
 
-    monkeypatch.setattr(probes, "ActivationProbe", WatchedProbe)
-    monkeypatch.setattr(train_step, "make_train_step", make_timed_step)
-    monkeypatch.setattr(probes, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(home, "ActivationProbe", WatchedProbe)
+    monkeypatch.setattr(home, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(train_step, "make_train_step", make_timed_step)  # imported at call time
+    if hasattr(home, "make_train_step"):  # or imported at module level
+        monkeypatch.setattr(home, "make_train_step", make_timed_step)
 
     blocks, every = 3, 2
     res = measure_probe_overhead("mlp", "relu", batch_size=8, every=every, blocks=blocks, in_shape=(1, 4, 4))
