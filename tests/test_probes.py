@@ -281,7 +281,8 @@ def test_plot_probes_writes_pngs_that_draw_the_probes(tmp_path: Path, saved_figu
     assert all(d["sites"] == ["relu", "tanh"] and len(d["epochs"]) == 3 for d in data.values())
 
     # per-layer figures: one panel per run (in order), one line per site over the epochs, the stored values
-    for png, key, scale in (("probe_saturation.png", "saturation", "linear"), ("probe_grad.png", "mean_abs_grad", "log")):
+    figures = (("probe_saturation.png", "saturation", "linear"), ("probe_grad.png", "mean_abs_grad", "log"))
+    for png, key, scale in figures:
         fig = saved_figures[png]
         panels = data_axes(fig)
         assert [ax.get_title() for ax in panels] == ["tanh", "gaaf_tanh"]

@@ -52,7 +52,8 @@ activation = "relu"
     for ax, name in zip(panels, ("relu", "gaaf")):
         d = probes[name]
         for ln, site in zip(ax.get_lines(), d["sites"], strict=True):
-            np.testing.assert_allclose(ln.get_xydata(), [[e["epoch"], e["per_site"][site]["saturation"]] for e in d["epochs"]])
+            expected = [[e["epoch"], e["per_site"][site]["saturation"]] for e in d["epochs"]]
+            np.testing.assert_allclose(ln.get_xydata(), expected)
     assert [ax.get_title() for ax in data_axes(saved_figures["probe_hist.png"])] == probes["relu"]["sites"]
     assert [len(ax.patches) for ax in data_axes(saved_figures["probe_hist.png"])] == [2, 2]  # both runs per layer
     report_dir = out / "report"
