@@ -1,5 +1,5 @@
 """Shared test set-up: puts tests/ on sys.path (so tests can `import data_fakes`) and provides
-fixtures for a tiny fake data set in the real on-disk format."""
+fixtures for a tiny fake data set in the real on-disk format and for capturing saved figures."""
 from __future__ import annotations
 
 import os
@@ -12,11 +12,15 @@ import pytest
 # Tests run the plain math by default (same numbers up to rounding); test_activations_fused.py turns
 # the compiled kernels on explicitly. Subprocesses started by tests inherit this.
 os.environ.setdefault("GAAF_NO_COMPILE", "1")
+# The Keras tests compare gaaf.keras with the PyTorch op on torch tensors: Keras must load its torch
+# backend, whatever the environment says (set before any test module can import keras).
+os.environ["KERAS_BACKEND"] = "torch"
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+import figures_capture  # noqa: E402
 from data_fakes import write_fake_cifar10  # noqa: E402
 
 
@@ -25,3 +29,10 @@ def fake_cifar10_dir(tmp_path: Path) -> Path:
     """A data folder holding a tiny CIFAR-10 (50 train, 20 test images) in the official
     cifar-10-batches-py layout: pass it as `data_dir` / `--data-dir` with download off."""
     return write_fake_cifar10(tmp_path / "data", n_train=50, n_test=20, seed=0)
+
+
+@pytest.fixture
+def saved_figures(monkeypatch: pytest.MonkeyPatch) -> "figures_capture.SavedFigures":
+    """Every matplotlib figure saved during the test, by the file it was written to (the PNGs are
+    still written): ``saved_figures["acc_vs_shift.png"]`` is the Figure object (tests/figures_capture.py)."""
+    return figures_capture.install(monkeypatch)

@@ -33,13 +33,45 @@ def _graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
+#: the start of the RuntimeWarning kernels.py gives when compiling failed and it falls back
+FALLBACK_WARNING = "gaaf: compiling the fused GAAF kernels failed"
+
+
+def _assert_no_fallback(recwarn) -> None:
+    """Compiling did not fail: no failure recorded, no fallback warning given. Without this a
+    compiled-kernel test passes on the plain math whenever compiling fails (the error is caught)."""
+    assert kernels.compile_failure() is None, f"compiling failed: {kernels.compile_failure()}"
+    assert not [str(w.message) for w in recwarn if FALLBACK_WARNING in str(w.message)]
+
+
 @pytest.fixture
-def compiled(monkeypatch):
-    """Eager compiled kernels on, whatever GAAF_NO_COMPILE says; plain again afterwards."""
+def compile_on(monkeypatch, recwarn):
+    """Eager compiled kernels on, whatever GAAF_NO_COMPILE says; plain again afterwards. The test
+    fails if compiling failed before or during it."""
     monkeypatch.delenv("GAAF_NO_COMPILE", raising=False)
+    assert kernels.compile_failure() is None, f"compiling failed earlier: {kernels.compile_failure()}"
     fused.set_eager_compile(True)
     yield
     fused.set_eager_compile(False)
+    _assert_no_fallback(recwarn)
+
+
+@pytest.fixture
+def compiled(compile_on, monkeypatch):
+    """compile_on, and the test must run compiled kernels: each call that reaches the kernel cache
+    (the op found compiling usable for it) is recorded; at the end there must be one, and (by
+    compile_on) none of them may have failed and fallen back to the plain math."""
+    used: "list[tuple]" = []  # (spec key, dtype, device type) per call that took the compiled path
+    real = kernels._kernels
+
+    def spy(spec, x):
+        used.append((kernels.spec_key(spec), x.dtype, x.device.type))
+        return real(spec, x)
+
+    monkeypatch.setattr(kernels, "_kernels", spy)
+    yield used
+    assert used, "no call took the compiled path: everything ran the plain math"
+    assert set(used) <= set(kernels._cache)  # compiled kernels are cached for what was called
 
 
 @pytest.fixture(autouse=True)
@@ -65,22 +97,37 @@ def test_switches(monkeypatch):
         fused.set_eager_compile("yes")  # type: ignore[arg-type]
 
 
-def test_plain_paths_never_compile(monkeypatch):
+def test_plain_paths_never_compile(monkeypatch, recwarn):
+    calls = []
+
     def boom(*args, **kwargs):
+        calls.append(args)
         raise AssertionError("torch.compile must not be called")
 
     monkeypatch.setattr(torch, "compile", boom)
     x = torch.randn(N, requires_grad=True)
-    fused.set_eager_compile(False)
-    gaaf.GAAF()(x).sum().backward()
-    fused.set_eager_compile(True)
-    gaaf.GAAF()(x[:100]).sum().backward()  # small tensors stay plain
-    gaaf.GAAF(shape=_bump)(x).sum().backward()  # callable shapes stay plain
+    try:
+        fused.set_eager_compile(False)
+        gaaf.GAAF()(x).sum().backward()
+        fused.set_eager_compile(True)
+        gaaf.GAAF()(x[:100]).sum().backward()  # small tensors stay plain
+        gaaf.GAAF(shape=_bump)(x).sum().backward()  # callable shapes stay plain
+        # the op catches compile errors and falls back, so `boom` raising alone would prove nothing
+        assert calls == []
+        _assert_no_fallback(recwarn)
+    finally:
+        if kernels.compile_failure() is not None:  # do not leave the failure to the following tests
+            kernels._reset_for_tests()
 
 
 def test_compile_failure_warns_once_and_falls_back(monkeypatch):
+    """A compiler that fails on the first call (as a missing C++ compiler does): one warning, the
+    failure remembered (no second try), and the plain math's values and gradients."""
+    tries = []
+
     def broken_compile(fn, **kwargs):
         def run(*args):
+            tries.append(fn.__name__)
             raise RuntimeError("no C++ compiler found\nsecond line")
         return run
 
@@ -91,14 +138,19 @@ def test_compile_failure_warns_once_and_falls_back(monkeypatch):
     try:
         with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
             y = gaaf.GAAF("tanh", "gaussian")(x)
+        assert len(tries) == 1 and tries[0].endswith("_fwd")  # it did try the compiled forward
         assert kernels.compile_failure() == "RuntimeError: no C++ compiler found"
         assert not fused.eager_compile_enabled()
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # the second call must not warn again
             y2 = gaaf.GAAF("tanh", "gaussian")(x)
             y2.sum().backward()
-        ref = reference.gaaf_reference(x.detach(), "tanh", "gaussian")
-        torch.testing.assert_close((y.detach(), y2.detach()), (ref, ref), rtol=0, atol=1e-12)
+        assert len(tries) == 1  # remembered: neither the forward nor the backward tried again
+        xr = x.detach().clone().requires_grad_(True)
+        ref = reference.gaaf_reference(xr, "tanh", "gaussian")
+        ref.sum().backward()
+        torch.testing.assert_close((y.detach(), y2.detach()), (ref.detach(), ref.detach()), rtol=0, atol=1e-12)
+        torch.testing.assert_close(x.grad, xr.grad, rtol=0, atol=1e-12)
     finally:
         kernels._reset_for_tests()
 
@@ -113,9 +165,10 @@ def test_compiled_matches_plain_float32(compiled):
     gy = torch.randn(N, generator=gen)
     y_c, g_c = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
     assert torch.isfinite(y_c).all() and torch.isfinite(g_c).all()
+    assert compiled == [(kernels.spec_key(SPEC), torch.float32, "cpu")] * 2  # forward, backward
     fused.set_eager_compile(False)
     y_p, g_p = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
-    assert kernels.compile_failure() is None
+    assert len(compiled) == 2  # the plain comparison did not take the compiled path
     # same formulas; the compiler may contract a·b + c into an FMA, so allow a rounding or so
     # (or a whole sawtooth step of 1/K·s where x·K lands within rounding of an integer)
     close = (y_c - y_p).abs() <= 1e-6
@@ -148,7 +201,7 @@ def test_compiled_new_shapes_and_layouts_do_not_recompile(compiled):
         act(torch.randn(N))
     assert _graphs() - before <= 1  # inference_mode may add one forward entry, nothing else
     # on CPU both kernels run ahead-of-time compiled, without Dynamo's per-call guard check
-    assert all(k.run is not k.compiled for k in kernels._kernels(SPEC, x.detach()))
+    assert all(k.run is not k.compiled for k in kernels._cache[(kernels.spec_key(SPEC), torch.float32, "cpu")])
 
 
 @pytest.mark.slow
@@ -241,7 +294,7 @@ def test_outer_compile_without_grad_has_no_checkpoint():
 
 
 @pytest.mark.slow
-def test_outer_compile_inductor(compiled):
+def test_outer_compile_inductor(compile_on):
     torch._dynamo.reset()
     model = _model("sigmoid", torch.float32)
     x = torch.randn(64, 8)

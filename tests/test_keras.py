@@ -12,8 +12,8 @@ import pytest
 import torch
 
 keras = pytest.importorskip("keras")
-if keras.backend.backend() != "torch":  # keras was imported earlier with another backend
-    pytest.skip("keras was already imported with a non-torch backend", allow_module_level=True)
+if keras.backend.backend() != "torch":  # keras was imported before conftest.py set the backend: a broken setup
+    pytest.fail(f"keras runs on the {keras.backend.backend()} backend; these tests need torch", pytrace=False)
 
 import gaaf  # noqa: E402
 import gaaf.keras as gk  # noqa: E402

@@ -265,8 +265,8 @@ def _probe_run(folder: Path, act2: nn.Module, seed: int) -> Path:
     return probe.write(folder / "probes.json").parent
 
 
-def test_plot_probes_writes_pngs(tmp_path: Path) -> None:
-    import matplotlib.image as mpimg
+def test_plot_probes_writes_pngs_that_draw_the_probes(tmp_path: Path, saved_figures) -> None:
+    from figures_capture import data_axes, legend_texts, vlines
 
     runs = {
         "tanh": _probe_run(tmp_path / "a", nn.Tanh(), 0),
@@ -276,19 +276,156 @@ def test_plot_probes_writes_pngs(tmp_path: Path) -> None:
     assert [p.name for p in paths] == ["probe_saturation.png", "probe_grad.png", "probe_hist.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        img = mpimg.imread(p)
-        assert img.shape[0] > 200 and img.shape[1] > 300
-        assert img[..., :3].std() > 0.05  # something was drawn
     assert not list((tmp_path / "report").glob(".*.tmp"))
+    data = {label: json.loads((folder / "probes.json").read_text()) for label, folder in runs.items()}
+    assert all(d["sites"] == ["relu", "tanh"] and len(d["epochs"]) == 3 for d in data.values())
+
+    # per-layer figures: one panel per run (in order), one line per site over the epochs, the stored values
+    figures = (("probe_saturation.png", "saturation", "linear"), ("probe_grad.png", "mean_abs_grad", "log"))
+    for png, key, scale in figures:
+        fig = saved_figures[png]
+        panels = data_axes(fig)
+        assert [ax.get_title() for ax in panels] == ["tanh", "gaaf_tanh"]
+        assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "layer (forward order, 0 = first)"  # colorbar
+        for ax, d in zip(panels, data.values()):
+            assert ax.get_xlabel() == "epoch" and ax.get_yscale() == scale
+            lines = ax.get_lines()
+            assert len(lines) == 2 and lines[0].get_color() != lines[1].get_color()
+            for ln, site in zip(lines, d["sites"]):
+                expected = [[e["epoch"], e["per_site"][site][key]] for e in d["epochs"]]
+                np.testing.assert_allclose(ln.get_xydata(), expected, rtol=1e-12)
+        # colour = depth: a site has the same colour in every panel
+        assert [ln.get_color() for ln in panels[0].get_lines()] == [ln.get_color() for ln in panels[1].get_lines()]
+    sat_ax = data_axes(saved_figures["probe_saturation.png"])[0]
+    assert sat_ax.get_ylim() == (0.0, 1.0) and sat_ax.get_ylabel() == "fraction of inputs in the saturation area"
+
+    # histograms: one panel per site, each run's last-epoch histogram as fractions, thresholds marked
+    fig = saved_figures["probe_hist.png"]
+    panels = data_axes(fig)
+    assert [ax.get_title() for ax in panels] == ["relu", "tanh"]
+    for ax, site in zip(panels, ["relu", "tanh"]):
+        steps = ax.patches
+        assert len(steps) == 2
+        for step, (label, d) in zip(steps, data.items()):
+            st = d["epochs"][-1]["per_site"][site]
+            values, edges, _ = step.get_data()
+            np.testing.assert_allclose(edges, d["bins"])
+            np.testing.assert_allclose(values, np.array(st["hist"]) / st["count"])
+            out = (st["underflow"] + st["overflow"]) / st["count"]
+            assert step.get_label() == f"{label} (ep 3, out of range {out:.1%})"
+        rule = data["tanh"]["saturation_rule"][site]
+        marks = [0.0] if site == "relu" else [-2.0, 2.0]  # relu: below 0; tanh: |x| above 2
+        assert rule["threshold"] == max(marks) and sorted(vlines(ax)) == sorted(marks * 2)  # once per run
+    assert legend_texts(fig) == [p.get_label() for p in panels[0].patches]
+
     with pytest.raises(UserError, match="probes.json"):
         plot_probes({"missing": tmp_path / "nothing"}, tmp_path / "report")
 
 
-def test_measure_probe_overhead_reports_both_timings() -> None:
-    res = measure_probe_overhead("mlp", "relu", batch_size=8, every=2, blocks=1, in_shape=(1, 4, 4))
-    assert res["baseline_seconds_per_step"] > 0 and res["probe_seconds_per_step"] > 0
-    assert res["overhead_percent"] == pytest.approx(
-        100 * (res["probe_seconds_per_step"] / res["baseline_seconds_per_step"] - 1))
+def _fake_probes(path: Path, per_epoch: list[dict]) -> Path:
+    """A probes.json with three sites a, b, c; `per_epoch`: per_site dicts for epochs 1, 2, ..."""
+    bins = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    stats = {"hist": [1, 2, 3, 4], "underflow": 0, "overflow": 0, "count": 10}
+    epochs = [{"epoch": i + 1, "per_site": {site: {**stats, **v} for site, v in sites.items()}}
+              for i, sites in enumerate(per_epoch)]  # fmt: skip
+    path.mkdir(parents=True)
+    (path / "probes.json").write_text(json.dumps({"sites": ["a", "b", "c"], "bins": bins, "epochs": epochs}))
+    return path
+
+
+def test_plot_probes_skips_undefined_points_and_marks_empty_panels(tmp_path: Path, saved_figures) -> None:
+    """A site whose statistic is undefined (None) at an epoch has no point there; on the log scale a
+    zero gradient has none either; a run with nothing to draw says "no data"; the histograms take
+    the first and last layer when asked for two."""
+    from figures_capture import data_axes
+
+    one = _fake_probes(tmp_path / "one", [
+        {"a": {"saturation": 0.5, "mean_abs_grad": 0.1}, "b": {"saturation": None, "mean_abs_grad": 0.0},
+         "c": {"saturation": 0.25, "mean_abs_grad": 0.2}},
+        {"a": {"saturation": 0.4, "mean_abs_grad": 0.05}, "b": {"saturation": 0.75, "mean_abs_grad": 0.0},
+         "c": {"saturation": 0.125, "mean_abs_grad": 0.3}},
+    ])  # fmt: skip
+    dead = _fake_probes(tmp_path / "dead", [{s: {"saturation": 0.0, "mean_abs_grad": 0.0} for s in "abc"}])
+    plot_probes({"one": one, "dead": dead}, tmp_path / "report", layers=2)
+
+    sat_one, sat_dead = data_axes(saved_figures["probe_saturation.png"])
+    assert [ln.get_xydata().tolist() for ln in sat_one.get_lines()] == \
+        [[[1, 0.5], [2, 0.4]], [[2, 0.75]], [[1, 0.25], [2, 0.125]]]
+    assert [ln.get_xydata().tolist() for ln in sat_dead.get_lines()] == [[[1, 0.0]]] * 3
+    grad_one, grad_dead = data_axes(saved_figures["probe_grad.png"])
+    assert [ln.get_xydata().tolist() for ln in grad_one.get_lines()] == [[[1, 0.1], [2, 0.05]], [[1, 0.2], [2, 0.3]]]
+    assert grad_one.get_yscale() == "log"
+    assert not grad_dead.get_lines() and [t.get_text() for t in grad_dead.texts] == ["no data"]
+    assert grad_dead.get_yscale() == "log"  # shared y with the first panel
+    hist = data_axes(saved_figures["probe_hist.png"])
+    assert [ax.get_title() for ax in hist] == ["a", "c"]
+    np.testing.assert_allclose(hist[0].patches[0].get_data()[0], [0.1, 0.2, 0.3, 0.4])
+
+
+def test_measure_probe_overhead_on_a_fake_clock(monkeypatch) -> None:
+    """On a fake clock that each training step advances by 2 ms, by 3 ms while a probe is attached,
+    the measurement is 2 ms, 3 ms and +50 %, whatever the machine. One stalled step (1 s) in one
+    baseline block moves nothing (medians); blocks alternate A B, B A, ...; every probed block
+    samples exactly one step."""
+    import sys
+
+    import gaaf.train.step as train_step
+
+    home = sys.modules[measure_probe_overhead.__module__]  # the module whose names it looks up
+    clock = [0.0]
+    attached: list = []  # probes made and not yet closed
+    closed: list = []
+    sampled: list[int] = []  # samples recorded per probed block
+    kinds: list[bool] = []  # per training step: was a probe attached?
+    stalled: list[bool] = []
+
+    class WatchedProbe(home.ActivationProbe):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            attached.append(self)
+
+        def end_epoch(self, epoch, **kwargs):
+            record = super().end_epoch(epoch, **kwargs)
+            sampled.append(record["samples"])
+            return record
+
+        def close(self) -> None:
+            super().close()
+            attached.remove(self)
+            closed.append(self)
+
+    real_make = train_step.make_train_step
+
+    def make_timed_step(*args, **kwargs):
+        step = real_make(*args, **kwargs)
+
+        def timed(x, y, acc):
+            out = step(x, y, acc)  # the real step (the probe's hooks run in it)
+            kinds.append(bool(attached))
+            stall = 1.0 if closed and not attached and not stalled else 0.0
+            if stall:
+                stalled.append(True)  # once: the first baseline step after a probed block
+            clock[0] += (0.003 if attached else 0.002) + stall
+            return out
+
+        return timed
+
+    monkeypatch.setattr(home, "ActivationProbe", WatchedProbe)
+    monkeypatch.setattr(home, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(train_step, "make_train_step", make_timed_step)  # imported at call time
+    if hasattr(home, "make_train_step"):  # or imported at module level
+        monkeypatch.setattr(home, "make_train_step", make_timed_step)
+
+    blocks, every = 3, 2
+    res = measure_probe_overhead("mlp", "relu", batch_size=8, every=every, blocks=blocks, in_shape=(1, 4, 4))
+    assert stalled == [True]
+    assert res["baseline_seconds_per_step"] == pytest.approx(0.002, rel=1e-9)
+    assert res["probe_seconds_per_step"] == pytest.approx(0.003, rel=1e-9)
+    assert res["overhead_percent"] == pytest.approx(50.0, rel=1e-6)
+    assert (res["blocks"], res["every"], res["device"], res["model"]) == (blocks, every, "cpu", "mlp")
+    a, b = [False] * every, [True] * every
+    assert kinds[-2 * blocks * every:] == a + b + b + a + a + b  # A B, B A, A B
+    assert not attached and sampled == [1] * len(closed) and len(closed) >= blocks
 
 
 def test_torch_compile_gives_the_same_record_without_recompiling_per_step() -> None:

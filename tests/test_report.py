@@ -211,3 +211,71 @@ def test_acc_vs_shift_frame_shows_reference_lines_and_widens_a_single_shift() ->
     before = ax2.get_xlim()
     _frame(ax2, [], [-1.0, 1.0])
     assert ax2.get_xlim() == before  # several shifts: autoscaled x axis kept
+
+
+def test_report_figures_draw_the_runs(sweep_dir: Path, saved_figures):
+    """What the two report figures show, from FINALS (each run's seeds end at final − 0.2,
+    final − 0.05, final): means and sample standard deviations worked out by hand."""
+    from figures_capture import data_axes, hlines, legend_texts, line
+
+    build_report(sweep_dir)
+    assert sorted(saved_figures.names()) == ["acc_vs_shift.png", "learning_curves.png"]
+
+    (ax,) = data_axes(saved_figures["acc_vs_shift.png"])
+    assert ax.get_title() == "fabricated" and ax.get_ylabel() == "final test accuracy"
+    assert ax.get_xlabel().startswith("shift of the sigmoid shape")
+    # one series for the shifted gaaf_relu runs (the round variant finished nothing and has no
+    # published number: no points); shape=none is a flat reference line; so are both baselines
+    assert sorted(legend_texts(ax)) == sorted([
+        "gaaf_relu (ours, mean ± std)", "gaaf_relu (published, single run)", "baseline relu (ours)",
+        "baseline relu (published)", "gaaf_relu-shape=none (ours)",
+    ])  # fmt: skip
+    (ours,) = [c for c in ax.containers if c.get_label() == "gaaf_relu (ours, mean ± std)"]
+    data_line, _, (bars,) = ours.lines
+    np.testing.assert_allclose(data_line.get_xydata(), [[-1.0, 0.795], [2.0, 0.705]], atol=1e-12)
+    # std of (x − 0.005, x + 0.005, x) is 0.005: bars from mean − 0.005 to mean + 0.005
+    np.testing.assert_allclose(np.array(bars.get_segments()), [[[-1.0, 0.790], [-1.0, 0.800]],
+                                                               [[2.0, 0.700], [2.0, 0.710]]], atol=1e-12)  # fmt: skip
+    published = line(ax, "gaaf_relu (published, single run)")
+    np.testing.assert_allclose(published.get_xydata(), [[-1.0, 0.7948], [2.0, 0.7441]])
+    assert published.get_marker() == "x"
+    assert line(ax, "baseline relu (ours)").get_ydata()[0] == pytest.approx(0.805)
+    assert line(ax, "baseline relu (published)").get_ydata()[0] == 0.8084
+    assert line(ax, "gaaf_relu-shape=none (ours)").get_ydata()[0] == pytest.approx(0.66)  # its one finished seed
+    assert len(hlines(ax)) == 3
+    (band,) = ax.patches  # the baseline's mean ± std
+    assert (band.get_y(), band.get_y() + band.get_height()) == pytest.approx((0.800, 0.810))
+    lo, hi = ax.get_ylim()
+    assert lo < 0.66 and hi > 0.8084  # every reference line is inside the frame
+
+    (ax,) = data_axes(saved_figures["learning_curves.png"])
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "test accuracy")
+    assert legend_texts(ax) == ["relu (n=3)", "gaaf_relu-shift=-1 (n=3)", "gaaf_relu-shift=2 (n=3)",
+                                "gaaf_relu-shape=none (n=2)"]  # the round variant has no epoch at all
+    curves = {  # label: (mean per epoch 1..3, each seed's curve)
+        "relu (n=3)": ([0.605, 0.755, 0.805], [[0.60, 0.75, 0.80], [0.61, 0.76, 0.81], [0.605, 0.755, 0.805]]),
+        "gaaf_relu-shift=-1 (n=3)": ([0.595, 0.745, 0.795],
+                                     [[0.59, 0.74, 0.79], [0.60, 0.75, 0.80], [0.595, 0.745, 0.795]]),
+        "gaaf_relu-shift=2 (n=3)": ([0.505, 0.655, 0.705],
+                                    [[0.50, 0.65, 0.70], [0.51, 0.66, 0.71], [0.505, 0.655, 0.705]]),
+        # seed 1 was interrupted after two epochs: its curve stops there, epoch 3's mean is seed 0 alone
+        "gaaf_relu-shape=none (n=2)": ([0.43, 0.555, 0.66], [[0.46, 0.61, 0.66], [0.4, 0.5]]),
+    }
+    for label, (means, seeds) in curves.items():
+        thick = line(ax, label)
+        np.testing.assert_allclose(thick.get_xydata(), np.column_stack([[1, 2, 3], means]), atol=1e-12)
+        thin = [ln for ln in ax.get_lines() if ln.get_label().startswith("_") and ln.get_color() == thick.get_color()]
+        assert all(ln.get_linewidth() < thick.get_linewidth() for ln in thin)
+        assert len(thin) == len(seeds), label
+        for ln, ys in zip(thin, seeds):
+            np.testing.assert_allclose(ln.get_xydata(), np.column_stack([range(1, len(ys) + 1), ys]), atol=1e-12)
+
+
+def test_acc_vs_shift_is_left_out_without_shifted_gaaf_runs(sweep_dir: Path, saved_figures):
+    from gaaf.experiments.report import load_rows
+    from gaaf.experiments.report_plots import plot_acc_vs_shift
+
+    study, rows = load_rows(sweep_dir)
+    no_shift = [r for r in rows if r.name in ("relu", "gaaf_relu-shape=none")]
+    assert plot_acc_vs_shift(study, no_shift, sweep_dir / "x.png") is None
+    assert len(saved_figures) == 0 and not (sweep_dir / "x.png").exists()
