@@ -273,7 +273,7 @@ def test_report_figures_draw_the_runs(sweep_dir: Path, saved_figures):
 
 def test_acc_vs_shift_is_left_out_without_shifted_gaaf_runs(sweep_dir: Path, saved_figures):
     from gaaf.experiments.report import load_rows
-    from gaaf.experiments.report_plots import plot_acc_vs_shift
+    from gaaf.plots.report import plot_acc_vs_shift
 
     study, rows = load_rows(sweep_dir)
     no_shift = [r for r in rows if r.name in ("relu", "gaaf_relu-shape=none")]
