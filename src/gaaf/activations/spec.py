@@ -11,8 +11,6 @@ from typing import Any, Callable, Mapping
 
 from .reference import BASES, DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS
 
-ShapeArg = "str | Callable"
-
 #: The parameters a registry activation takes by keyword (``get_activation(name, **params)``), under
 #: the names TrainConfig fields and study keys use: the shape, its parameters, K and the variant.
 ACTIVATION_PARAMS: tuple[str, ...] = ("shape", "shift", "slope", "center", "width", "frequency", "variant")

@@ -114,12 +114,3 @@ def sync_buffers(model: torch.nn.Module, info: DistInfo) -> None:
     if info.enabled:
         for b in model.buffers():
             dist.broadcast(b, src=0)
-
-
-def any_rank_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """True if `flag` is true on any rank (so every rank takes the same branch)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())

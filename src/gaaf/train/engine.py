@@ -25,7 +25,7 @@ from torch import nn
 
 from ..data import DeviceLoader, load_dataset, make_augment
 from ..errors import UserError
-from ..io import atomic_save
+from ..io import atomic_write_bytes
 from ..models import build_model, count_parameters
 from . import claim, distributed, runfolder
 from . import resume as resuming
@@ -197,8 +197,7 @@ def _train(
                              best_epoch=best_epoch, metrics=rows, total_seconds=total_seconds, rng=rng)
             save_checkpoint(out / "last.pt", **ckpt_args)
             if is_best:  # the same checkpoint: copy the bytes rather than serialise it twice
-                last_bytes = (out / "last.pt").read_bytes()
-                atomic_save(out / "best.pt", lambda f: f.write(last_bytes))
+                atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())
             runfolder.write_metrics(out, rows)
         state.epoch = epoch
         call(callbacks, "on_epoch_end", state, row)
