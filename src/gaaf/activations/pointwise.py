@@ -36,8 +36,10 @@ Finite in, finite out. For a finite x the value and the gradient are finite:
     inf/inf; φ' = 1 − tanh² ∈ [0, 1], σ(1 − σ) ∈ [0, 1/4].
   - elu: x for x > 0, else e^x − 1 ∈ [−1, 0]; φ' is a select between 1 and e^x (x ≤ 0).
   - softplus: x above the threshold 20, else log1p(e^x) with e^x ≤ e^20; φ' ≤ 1.
-  - silu: x/(1 + e^{−x}) divides by a number ≥ 1, so |φ| ≤ |x|; in φ' = σ(1 + x(1 − σ)),
-    |x(1 − σ)| ≤ |x| and 1 + (−)max rounds to ±max, then σ ≤ 1 scales it down.
+  - silu: x/(1 + e^{−x}) (ATen) divides by a number ≥ 1, and x·σ(x) (its decomposition under
+    torch.compile) multiplies by σ = 1/(1 + e^{−x}) ≤ 1: |φ| ≤ |x| either way. In
+    φ' = σ(1 + x(1 − σ)), |x(1 − σ)| ≤ |x|, adding 1 cannot round past ±max (1 is far below
+    half an ulp of max), and σ ≤ 1 then scales it down.
   - gelu: ATen's x·0.5·(1 + erf(x/√2)) is *not* safe: at x = finfo.max, 0.5·x·2 is exactly max,
     so an erf (or a fused multiply) one ulp off gives inf, and whether it does depends on the
     code path (torch 2.13, float32: inf at x ≥ 3.3895e38 in the vectorized loop under every
@@ -54,6 +56,10 @@ Finite in, finite out. For a finite x the value and the gradient are finite:
     0 that c = −40 gives). erfc rather than 1 + erf: no cancellation for x < 0, so φ(x) keeps
     its relative accuracy where it is tiny (ATen's float32 gelu is ~2e−7-absolute accurate
     only: its gelu(−5) is 17 % off).
+
+  tests/test_activations_bases.py checks every base and slope at the edges of every dtype against
+  50-digit arithmetic, and tests/test_cpu_capabilities.py repeats that under each
+  ATEN_CPU_CAPABILITY the machine has.
 
 Inputs in float16/bfloat16 (or any float type narrower than float32) are computed in float32
 and the result is cast back to the input's dtype.
