@@ -57,19 +57,6 @@ except ModuleNotFoundError as _e:  # keras itself missing, or its backend packag
 if int(keras.__version__.split(".")[0]) < 3:
     raise ImportError(f"gaaf.keras needs Keras 3, found keras {keras.__version__}: pip install gaaf[keras]")
 
-#: φ written with keras.ops, each with PyTorch's default parameters (Keras's defaults differ for
-#: leaky_relu (0.2) and ops.gelu (tanh approximation)).
-_BASES: dict[str, Callable[[Any], Any]] = {
-    "relu": ops.relu,
-    "tanh": ops.tanh,
-    "sigmoid": ops.sigmoid,
-    "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),
-    "elu": lambda x: ops.elu(x, alpha=1.0),
-    "gelu": lambda x: _gelu(x),  # exact (erf) gelu, overflow-safe (module docstring)
-    "silu": ops.silu,
-    "softplus": ops.softplus,
-}
-
 _GELU_SATURATION = 40.0  # as in gaaf.activations.pointwise: gelu(x) = x above, rounds to −0 below −40
 _SQRT1_2 = 0.7071067811865476
 
@@ -86,6 +73,19 @@ def _floor(y: Any) -> Any:
     r = ops.round(y)
     return r - ops.cast(ops.greater(r, y), r.dtype)
 
+
+#: φ written with keras.ops, each with PyTorch's default parameters (Keras's defaults differ for
+#: leaky_relu (0.2) and ops.gelu (tanh approximation)).
+_BASES: dict[str, Callable[[Any], Any]] = {
+    "relu": ops.relu,
+    "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid,
+    "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),
+    "elu": lambda x: ops.elu(x, alpha=1.0),
+    "gelu": _gelu,  # exact (erf) gelu, in an overflow-safe form (module docstring)
+    "silu": ops.silu,
+    "softplus": ops.softplus,
+}
 
 #: keyword arguments that belong to keras.layers.Layer rather than to the shape function
 _LAYER_KWARGS = frozenset({"name", "dtype", "trainable", "autocast", "activity_regularizer", "input_shape", "input_dim"})
