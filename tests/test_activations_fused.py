@@ -352,3 +352,29 @@ def test_compiled_grads_accumulate_in_place_and_output_is_not_a_view(compiled):
     y.sum().backward()
     ref = reference.gaaf_reference(t.detach().clone().requires_grad_(True), "relu", "sigmoid", shift=-1.0)
     assert torch.allclose(y, torch.relu(ref), atol=1.01 / SPEC.frequency)
+
+
+@pytest.mark.slow
+def test_compiled_bases_at_the_edges_match_plain():
+    """Every base's φ and φ' as Inductor compiles them (the compiled kernels run the same
+    pointwise functions): finite at ±max and the other edges, and equal to the plain eager math up
+    to the vector math library's few ulps. One compile for all bases, float32 and float64."""
+    from gaaf.activations import pointwise
+
+    def all_bases(x32, x64):
+        return [torch.stack([f(x, b) for b in reference.BASES]) for x in (x32, x64)
+                for f in (pointwise.base_value, lambda t, b: pointwise.base_slope_plus(t, b, torch.zeros_like(t)))]
+
+    def edges(dtype):
+        fi = torch.finfo(dtype)
+        mags = [fi.max, fi.max / 2, 3.3895e38, fi.max / 1e4, 1e30, 745.5, 100.0, 40.5, 39.5, 20.5, 20.0, 3.0,
+                0.5, fi.tiny, 0.0]
+        return torch.tensor([s * m for m in mags for s in (1.0, -1.0)] * 5, dtype=dtype)  # 150: vector + tail
+
+    torch._dynamo.reset()
+    x32, x64 = edges(torch.float32), edges(torch.float64)
+    compiled_out = torch.compile(all_bases, fullgraph=True)(x32, x64)
+    for got, want in zip(compiled_out, all_bases(x32, x64)):
+        assert torch.isfinite(got).all()
+        eps = torch.finfo(got.dtype).eps
+        torch.testing.assert_close(got, want, rtol=16 * eps, atol=16 * eps)

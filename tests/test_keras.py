@@ -102,6 +102,26 @@ def test_overflow_guard_finite_in_finite_out(dtype: torch.dtype, huge: float, va
     torch.testing.assert_close(grad, g_t)
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES.values()))
+@pytest.mark.parametrize("base", list(BASES))
+def test_every_base_at_the_edges_matches_pytorch(base: str, dtype: torch.dtype) -> None:
+    """±max (gelu's x·Φ(x) is where backends overflow), x·K overflowing, x·K beyond 2²⁴ (where a
+    float32 floor of a float64 x·K is wrong), the bases' saturation points: finite, and the same
+    value and gradient as the PyTorch op, for both variants."""
+    fi = torch.finfo(dtype)
+    mags = [fi.max, fi.max / 2, 3.3895e38, fi.max / 1e4 * 1.01, 1e30, 5e10 + 0.123, 1234.56789, 745.5, 100.0,
+            40.5, 39.5, 20.5, 3.0, 0.25, 0.0]
+    x = torch.tensor([s * m for m in mags if m <= fi.max for s in (1.0, -1.0)] * 3, dtype=dtype)
+    for variant in VARIANTS:
+        layer = gk.GAAF(base, shape="sigmoid", variant=variant, dtype=DTYPES[dtype], **SHAPE_PARAMS["sigmoid"])
+        y_k, g_k = _value_and_grad(layer, x)
+        y_t, g_t = _value_and_grad(lambda t: gaaf.functional.gaaf(t, base, shape="sigmoid", variant=variant,
+                                                                  **SHAPE_PARAMS["sigmoid"]), x)
+        assert torch.isfinite(y_k).all() and torch.isfinite(g_k).all(), (variant, x[~torch.isfinite(y_k * g_k)])
+        torch.testing.assert_close(y_k, y_t, **TOL[dtype])
+        torch.testing.assert_close(g_k, g_t, **TOL[dtype])
+
+
 def test_validation_errors_match_pytorch() -> None:
     bad = [
         dict(base="swish"),

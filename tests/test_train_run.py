@@ -207,31 +207,43 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
 
 # ---------------------------------------------------------------------- SIGKILL + resume, in subprocesses
 DRIVER = textwrap.dedent("""
-    import json, sys, time
+    import json, pathlib, sys, time
     from gaaf.train import resolve_config, train
 
-    class SlowAfterEpoch1:  # a 0.2 s pause per step from epoch 2 on: time to kill it mid-epoch
+    class HaltInEpoch2:  # after two steps of epoch 2: say so, then wait to be killed
         def on_train_start(self, state):
-            state.model.register_forward_pre_hook(lambda m, i: time.sleep(0.2) if state.epoch >= 1 and m.training else None)
+            steps = []
 
-    train(resolve_config(overrides=json.loads(sys.argv[1])), callbacks=[SlowAfterEpoch1()], progress=False)
+            def hook(m, i):
+                if state.epoch >= 1 and m.training:
+                    steps.append(None)
+                    if len(steps) == 3:
+                        pathlib.Path(sys.argv[2]).touch()
+                        time.sleep(3600)
+
+            state.model.register_forward_pre_hook(hook)
+
+    train(resolve_config(overrides=json.loads(sys.argv[1])), callbacks=[HaltInEpoch2()], progress=False)
 """)
 
 
 def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(data_dir, tmp_path):
-    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    """Killed mid-epoch 2, after exactly two of its steps (the child halts there and waits: the
+    kill lands at the same point however fast or loaded the machine is)."""
+    killed, straight, halted = tmp_path / "killed", tmp_path / "straight", tmp_path / "halted_in_epoch2"
     opts = _tiny(data_dir, killed, epochs=3)
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(opts)], env=_env(), cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(opts), str(halted)], env=_env(), cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while not (killed / "metrics.csv").exists():  # written right after epoch 1's last.pt
+        deadline = time.monotonic() + 600  # a guard against a hang, not a speed requirement
+        while not halted.exists():
             assert proc.poll() is None, proc.stderr.read().decode()
-            assert time.monotonic() < deadline, "epoch 1 never finished"
-            time.sleep(0.02)
-        time.sleep(0.5)  # well into epoch 2 (5 steps × 0.2 s)
+            assert time.monotonic() < deadline, "the run never reached epoch 2"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
     finally:
+        if proc.poll() is None:
+            proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "summary.json").exists() and len(_rows(killed)) == 1

@@ -21,7 +21,15 @@ floor and round must have zero derivative, so :math:`r` is written as
 for finite x and has derivative K, so autodiff gives :math:`dr/dx = K` — the same derivative as the
 naive composition, on every backend. Where :math:`xK` overflows (|x| > 3.4e38/K in float32) the frac
 part is taken as 0, so g = −0.5/K and g' stays 1 ("floor") or 0 ("round"): finite in, finite out,
-exactly like the fused PyTorch op.
+exactly like the fused PyTorch op. :math:`\lfloor y \rfloor` is computed from ``ops.round``
+(``round(y) − [round(y) > y]``): Keras's torch backend computes ``ops.floor`` of a float64 tensor
+in float32, which is wrong for |y| > 2²⁴ and inf beyond 3.4e38.
+
+The bases are overflow-safe for the reasons given in :mod:`gaaf.activations.pointwise`, and gelu
+uses the same form as there, x for x > 40 and c·Φ(c) with c = clip(x, −40, 40), so that no
+backend's gelu (PyTorch's float32 gelu is inf at x ≥ 3.3895e38) and no erf ever sees a huge x;
+autodiff through the clip and the select gives Φ(c) + c·φ(c) and 1, never 0·inf. Φ here is
+½(1 + erf(c/√2)) (``ops.erfc`` is not in every Keras 3): the same to 1e−15 absolutely.
 
 Keras is imported when this module is imported (``import gaaf`` never imports it).
 """
@@ -49,6 +57,23 @@ except ModuleNotFoundError as _e:  # keras itself missing, or its backend packag
 if int(keras.__version__.split(".")[0]) < 3:
     raise ImportError(f"gaaf.keras needs Keras 3, found keras {keras.__version__}: pip install gaaf[keras]")
 
+_GELU_SATURATION = 40.0  # as in gaaf.activations.pointwise: gelu(x) = x above, rounds to −0 below −40
+_SQRT1_2 = 0.7071067811865476
+
+
+def _gelu(x: Any) -> Any:
+    """gelu(x) = x·Φ(x), computed as x for x > 40 and c·Φ(c), c = clip(x, ±40), otherwise."""
+    c = ops.clip(x, -_GELU_SATURATION, _GELU_SATURATION)
+    cdf = 0.5 * (1.0 + ops.erf(c * _SQRT1_2))
+    return ops.where(ops.greater(x, _GELU_SATURATION), x, c * cdf)
+
+
+def _floor(y: Any) -> Any:
+    """⌊y⌋ in y's dtype on every backend (see the module docstring), for finite y."""
+    r = ops.round(y)
+    return r - ops.cast(ops.greater(r, y), r.dtype)
+
+
 #: φ written with keras.ops, each with PyTorch's default parameters (Keras's defaults differ for
 #: leaky_relu (0.2) and ops.gelu (tanh approximation)).
 _BASES: dict[str, Callable[[Any], Any]] = {
@@ -57,7 +82,7 @@ _BASES: dict[str, Callable[[Any], Any]] = {
     "sigmoid": ops.sigmoid,
     "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),
     "elu": lambda x: ops.elu(x, alpha=1.0),
-    "gelu": lambda x: ops.gelu(x, approximate=False),
+    "gelu": _gelu,  # exact (erf) gelu, in an overflow-safe form (module docstring)
     "silu": ops.silu,
     "softplus": ops.softplus,
 }
@@ -77,7 +102,7 @@ def sawtooth(x: Any, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor
     # the forward never forms inf − inf.
     y_safe = ops.where(finite, y, ops.zeros_like(y))
     if variant == "floor":
-        frac = y_safe - ops.floor(y_safe)
+        frac = y_safe - _floor(y_safe)
     elif variant == "round":
         frac = y_safe - ops.round(y_safe)
     else:

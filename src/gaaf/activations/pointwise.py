@@ -26,8 +26,40 @@ Finite in, finite out. For a finite x the value and the gradient are finite:
   simply continues this.
 * **Gaussian shape**: (x − c)² overflows to inf, s = exp(−inf) = 0, and the naive
   s' = s·(−2(x − c)/width) would be 0·inf = NaN; s' is defined as 0 wherever s = 0.
-* Base activations use the same saturating forms as PyTorch's kernels (softplus switches to x
-  above threshold 20, exp(−x²/2) underflows to 0 in the gelu derivative, ...).
+* **Base activations φ and φ'** never overflow, whatever CPU path (SIMD width, libm or SLEEF,
+  scalar tail loop) evaluates them. The only assumption is that each elementary function lands
+  within a few ulps of its true value and its true range (exp ∈ [0, +inf], tanh ∈ [−1, 1],
+  erfc ∈ [0, 2]) and that + − × ÷ are IEEE (correctly rounded, hence monotone). Then:
+
+  - relu, leaky_relu: a select between x, 0 and 0.01·x; |0.01·x| < |x|.
+  - tanh, sigmoid: bounded by 1. σ = 1/(1 + e^{−x}): e^{−x} = +inf gives 1/inf = 0, never
+    inf/inf; φ' = 1 − tanh² ∈ [0, 1], σ(1 − σ) ∈ [0, 1/4].
+  - elu: x for x > 0, else e^x − 1 ∈ [−1, 0]; φ' is a select between 1 and e^x (x ≤ 0).
+  - softplus: x above the threshold 20, else log1p(e^x) with e^x ≤ e^20; φ' ≤ 1.
+  - silu: x/(1 + e^{−x}) (ATen) divides by a number ≥ 1, and x·σ(x) (its decomposition under
+    torch.compile) multiplies by σ = 1/(1 + e^{−x}) ≤ 1: |φ| ≤ |x| either way. In
+    φ' = σ(1 + x(1 − σ)), |x(1 − σ)| ≤ |x|, adding 1 cannot round past ±max (1 is far below
+    half an ulp of max), and σ ≤ 1 then scales it down.
+  - gelu: ATen's x·0.5·(1 + erf(x/√2)) is *not* safe: at x = finfo.max, 0.5·x·2 is exactly max,
+    so an erf (or a fused multiply) one ulp off gives inf, and whether it does depends on the
+    code path (torch 2.13, float32: inf at x ≥ 3.3895e38 in the vectorized loop under every
+    ATEN_CPU_CAPABILITY, finite for a one-element tensor). Here, with the saturation point
+    S = 40 and c = clamp(x, −S, S),
+
+        φ(x)  = x                 for x > S,   c·Φ(c) otherwise,       Φ(c) = ½·erfc(−c/√2)
+        φ'(x) = Φ(c) + c·e^{−c²/2}/√(2π)
+
+    erfc and exp only see |arguments| ≤ 40/√2 and 800, |c·Φ(c)| ≤ 40 (plus ulps), and a huge x
+    only passes through the select. The clamp changes nothing: for x > 40 the true Φ(x) and
+    φ'(x) round to 1 in float64 (1 − Φ(8.3) < 2⁻⁵⁴ already), and for x < −40 the true |φ(x)|
+    and |φ'(x)| are below e^{−800}, which rounds to 0 even among float64 subnormals (the same
+    0 that c = −40 gives). erfc rather than 1 + erf: no cancellation for x < 0, so φ(x) keeps
+    its relative accuracy where it is tiny (ATen's float32 gelu is ~2e−7-absolute accurate
+    only: its gelu(−5) is 17 % off).
+
+  tests/test_activations_bases.py checks every base and slope at the edges of every dtype against
+  50-digit arithmetic, and tests/test_cpu_capabilities.py repeats that under each
+  ATEN_CPU_CAPABILITY the machine has.
 
 Inputs in float16/bfloat16 (or any float type narrower than float32) are computed in float32
 and the result is cast back to the input's dtype.
@@ -50,6 +82,7 @@ _SQRT1_2 = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _LEAKY_SLOPE = 0.01  # F.leaky_relu's default negative_slope
 _SOFTPLUS_THRESHOLD = 20.0  # F.softplus's default threshold (beta 1)
+_GELU_SATURATION = 40.0  # |x| beyond which gelu(x) is x (x > 0) or rounds to −0 (x < 0), any dtype
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -59,7 +92,8 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 # --------------------------------------------------------------------------- base activations φ
 def base_value(x: Tensor, base: str) -> Tensor:
-    """φ(x) with PyTorch's default parameters (the same calls as reference.BASES)."""
+    """φ(x) with PyTorch's default parameters (the same functions as reference.BASES; gelu in the
+    overflow-safe form of the module docstring)."""
     if base == "relu":
         return torch.relu(x)
     if base == "tanh":
@@ -71,7 +105,8 @@ def base_value(x: Tensor, base: str) -> Tensor:
     if base == "elu":
         return F.elu(x)
     if base == "gelu":
-        return F.gelu(x)
+        c = torch.clamp(x, -_GELU_SATURATION, _GELU_SATURATION)
+        return torch.where(x > _GELU_SATURATION, x, c * _normal_cdf(c))
     if base == "silu":
         return F.silu(x)
     if base == "softplus":
@@ -86,7 +121,7 @@ def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
     (no constant tensors needed, so the dtype is always x's).
 
     relu: 1 if x > 0 else 0 · leaky_relu: 1 if x > 0 else 0.01 · elu: 1 if x > 0 else eˣ ·
-    tanh: 1 − tanh² · sigmoid: σ(1 − σ) · gelu: Φ(x) + x·e^{−x²/2}/√(2π) ·
+    tanh: 1 − tanh² · sigmoid: σ(1 − σ) · gelu: Φ(c) + c·e^{−c²/2}/√(2π), c = clamp(x, ±40) ·
     silu: σ(1 + x(1 − σ)) · softplus: 1 if x > 20 else σ(x).
     """
     pos = x > 0
@@ -104,15 +139,21 @@ def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
         sg = torch.sigmoid(x)
         return rest + sg * (1.0 - sg)
     if base == "gelu":
-        cdf = 0.5 * (1.0 + torch.erf(x * _SQRT1_2))
-        pdf = torch.exp(-0.5 * (x * x)) * _INV_SQRT_2PI  # x² → inf gives exp(−inf) = 0, and x·0 = 0
-        return rest + (cdf + x * pdf)
+        # Φ(c) + c·pdf(c) is exactly 1 at c = 40 and 0 at c = −40: no select needed for |x| > 40
+        c = torch.clamp(x, -_GELU_SATURATION, _GELU_SATURATION)
+        pdf = torch.exp(-0.5 * (c * c)) * _INV_SQRT_2PI
+        return rest + (_normal_cdf(c) + c * pdf)
     if base == "silu":
         sg = torch.sigmoid(x)
         return rest + sg * (1.0 + x * (1.0 - sg))
     if base == "softplus":
         return torch.where(x > _SOFTPLUS_THRESHOLD, rest + 1.0, rest + torch.sigmoid(x))
     raise ValueError(f"unknown base activation {base!r}")
+
+
+def _normal_cdf(c: Tensor) -> Tensor:
+    """Φ(c) = ½·erfc(−c/√2), for |c| ≤ 40 (see the module docstring)."""
+    return torch.erfc(c * -_SQRT1_2) * 0.5
 
 
 # --------------------------------------------------------------------------- sawtooth g
