@@ -1,4 +1,4 @@
-"""Mechanism probes: does GAAF push activation inputs into the saturation area? 
+"""Mechanism probes: does GAAF push activation inputs into the saturation area?
 
     probe = ActivationProbe(model, every=50)       # hooks every activation site
     for epoch in ...:
