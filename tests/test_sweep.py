@@ -140,11 +140,11 @@ def test_dry_run_prints_plan_and_estimate_and_writes_nothing(tmp_path: Path, fak
 
 @pytest.mark.slow
 def test_end_to_end_skip_resume_and_failure(tmp_path: Path, fake_cifar10_dir: Path, capsys):
-    broken = f'\n[[runs]]\nname = "broken"\nactivation = "relu"\ndata_dir = "{tmp_path / "no-data-here"}"\n'
+    broken = '\n[[runs]]\nname = "broken"\nactivation = "relu"\nlr = 1e30\n'  # diverges: NaN loss, exit 2
     study = _study(tmp_path, fake_cifar10_dir, RELU + GAAF + broken)
     out = tmp_path / "sweep"
 
-    # 1. first sweep, two at a time: two runs finish, the one without data fails and is counted
+    # 1. first sweep, two at a time: two runs finish, the one that diverges fails and is counted
     rc = main(["sweep", str(study), "--out", str(out), "--jobs", "2", "--no-estimate", "--epochs", "1"])
     printed = capsys.readouterr().out
     assert rc == 1, printed
@@ -167,7 +167,7 @@ def test_end_to_end_skip_resume_and_failure(tmp_path: Path, fake_cifar10_dir: Pa
     rc = main(["sweep", str(study), "--out", str(out), "--no-estimate", "--epochs", "2"])
     printed = capsys.readouterr().out
     assert rc == 1, printed
-    assert "0 done, 2 to resume, 1 to start (1 failed before, trying again)" in printed
+    assert "0 done, 1 to resume, 1 to extend, 1 to start (1 failed before, trying again)" in printed
     assert "start relu/seed0 (resume)" in printed and "start gaaf_relu-shift=-1/seed0 (resume)" in printed
     for folder in (relu, gaaf):
         assert folders.is_finished(folder) and folders.epochs_done(folder) == 2
@@ -221,14 +221,29 @@ def test_ray_missing_is_a_clear_error(tmp_path: Path, fake_cifar10_dir: Path, ca
     assert not os.path.exists(tmp_path / "o" / "runs" / "relu" / "seed0" / "summary.json")
 
 
-def test_failed_runs_exit_1_whatever_their_number(tmp_path: Path, monkeypatch, capsys):
+def test_failed_runs_exit_1_whatever_their_number(tmp_path: Path, fake_cifar10_dir: Path, monkeypatch, capsys):
     """2 stays "bad input": three failed runs exit 1 (the count is printed, not put in the status)."""
     from gaaf.experiments import launch
 
     study = tmp_path / "s.toml"
-    study.write_text('seeds = [0, 1, 2]\n[base]\nmodel = "mlp"\ndataset = "mnist"\ndownload = false\n' + RELU)
+    study.write_text(f'seeds = [0, 1, 2]\n[base]\nmodel = "mlp"\ndata_dir = "{fake_cifar10_dir}"\ndownload = false\n' + RELU)
     monkeypatch.setattr(launch, "execute", lambda cmd, env, echo=None, procs=None, pass_fds=(): (3, "boom", 0.0))
     rc = main(["sweep", str(study), "--out", str(tmp_path / "o"), "--no-estimate"])
     printed = capsys.readouterr().out
     assert rc == 1, printed
     assert "0/3 finished, 3 failed" in printed
+
+
+def test_missing_data_is_one_error_before_any_run(tmp_path: Path, monkeypatch, capsys):
+    from gaaf.experiments import launch
+
+    started = []
+    monkeypatch.setattr(launch, "execute", lambda *a, **k: started.append(a) or (0, "", 0.0))
+    study = tmp_path / "s.toml"
+    study.write_text(f'seeds = [0, 1]\n[base]\nmodel = "mlp"\ndata_dir = "{tmp_path / "nothing"}"\ndownload = false\n' + RELU + GAAF)
+    rc = main(["sweep", str(study), "--out", str(tmp_path / "o"), "--no-estimate"])
+    captured = capsys.readouterr()
+    assert rc == 2 and started == []
+    assert len(captured.err.strip().splitlines()) == 1 and "cifar10" in captured.err and "--no-download" in captured.err
+    assert "2 runs × 2 seeds = 4 run folders" in captured.out
+    assert not (tmp_path / "o" / "runs").exists()

@@ -12,7 +12,7 @@ download base URL. See datasets.py (normalization), loader.py (sharding), augmen
 from .augment import AUGMENTATIONS, Compose, make_augment, random_crop, random_flip, random_shift
 from .base import DATA_DIR_ENV, MIRROR_ENV, RawData, default_data_dir
 from .cifar import CIFAR10, CIFAR100
-from .datasets import DATASETS, NORMALIZATIONS, DatasetInfo, Splits, dataset_info, load_dataset
+from .datasets import DATASETS, NORMALIZATIONS, DatasetInfo, Splits, dataset_info, load_dataset, prepare_dataset
 from .download import md5sum
 from .loader import DeviceLoader
 from .mnist import MNIST, read_idx
@@ -21,5 +21,5 @@ from .svhn import SVHN
 __all__ = [
     "AUGMENTATIONS", "CIFAR10", "CIFAR100", "Compose", "DATASETS", "DATA_DIR_ENV", "DatasetInfo", "DeviceLoader",
     "MIRROR_ENV", "MNIST", "NORMALIZATIONS", "RawData", "SVHN", "Splits", "dataset_info", "default_data_dir",
-    "load_dataset", "make_augment", "md5sum", "random_crop", "random_flip", "random_shift", "read_idx",
+    "load_dataset", "prepare_dataset", "make_augment", "md5sum", "random_crop", "random_flip", "random_shift", "read_idx",
 ]

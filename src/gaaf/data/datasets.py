@@ -56,6 +56,17 @@ def dataset_info(name: str) -> DatasetInfo:
     return DatasetInfo(key, tuple(r.in_shape), int(r.num_classes), int(r.n_train), int(r.n_test))
 
 
+def prepare_dataset(name: str, data_dir: str | Path | None = None, *, download: bool = True,
+                    quiet: bool | None = None) -> Path:
+    """Make `name`'s files present in `data_dir` (downloading them when missing and allowed) without
+    reading them; return the data folder. Raises UserError saying what is missing and how to get it.
+    `gaaf sweep` calls it once before any run starts, so a missing data set is one error, not one per run."""
+    key = dataset_info(name).name
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    _READERS[key](root).download(download, quiet)
+    return root
+
+
 @dataclass
 class Splits:
     """A loaded data set. Images (N, C, H, W) float32 and labels (N,) int64, on one device."""

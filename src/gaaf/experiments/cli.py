@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..data import prepare_dataset
 from ..errors import UserError
 from . import estimate, folders, sweep
 from .study import StudyError, load_study
@@ -26,6 +27,21 @@ def _seed_list(text: str) -> list[int]:
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected distinct integers >= 0 like 0,1,2, got {text!r}")
     return seeds
+
+
+def plural(n: int, word: str) -> str:
+    """`1 seed`, `2 seeds`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def check_data_once(runs: list[Any]) -> None:
+    """Every data set the runs still to train need is present (downloaded now if allowed): one error
+    before anything starts instead of the same failure in every run. Ray workers may see other
+    disks, so `--backend ray` leaves the check to each run."""
+    needed = {(r.config["dataset"], r.config.get("data_dir"), bool(r.config.get("download", True)))
+              for r in runs if r.state != folders.FINISHED}
+    for dataset, data_dir, download in sorted(needed, key=str):
+        prepare_dataset(dataset, data_dir, download=download)
 
 
 def register(subparsers: Any) -> None:
@@ -70,13 +86,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                  if getattr(args, k) is not None}  # fmt: skip
     root = Path(args.out)
     runs = sweep.plan(study, root, overrides, args.seeds)
-    counts = {s: sum(r.state == s for r in runs) for s in (folders.FINISHED, folders.INTERRUPTED, folders.FAILED, folders.MISSING)}
-    resume = sum(r.state != folders.FINISHED and r.resume for r in runs)
-    start = len(runs) - counts[folders.FINISHED] - resume
+    counts = {s: sum(r.state == s for r in runs) for s in (folders.FINISHED, folders.TO_EXTEND, folders.FAILED)}
+    extend = counts[folders.TO_EXTEND]
+    resume = sum(r.state not in (folders.FINISHED, folders.TO_EXTEND) and r.resume for r in runs)
+    start = len(runs) - counts[folders.FINISHED] - resume - extend
     title = f" ({study.title})" if study.title else ""
-    print(f"study {args.study}{title}: {len(study.runs)} runs × {len(runs) // max(1, len(study.runs))} seeds = {len(runs)} run folders "
-          f"under {root}/runs: {counts[folders.FINISHED]} done, {resume} to resume, {start} to start"
+    print(f"study {args.study}{title}: {plural(len(study.runs), 'run')} × {plural(len(runs) // max(1, len(study.runs)), 'seed')} "
+          f"= {plural(len(runs), 'run folder')} under {root}/runs: {counts[folders.FINISHED]} done, {resume} to resume, "
+          + (f"{extend} to extend, " if extend else "") + f"{start} to start"
           + (f" ({counts[folders.FAILED]} failed before, trying again)" if counts[folders.FAILED] else ""))  # fmt: skip
+    if not args.dry_run and args.backend == "local":
+        check_data_once(runs)
     if args.estimate and counts[folders.FINISHED] < len(runs):
         try:
             found = sweep.estimate_seconds(runs, args.jobs)

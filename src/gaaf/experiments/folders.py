@@ -29,6 +29,8 @@ from typing import Any
 from ..train import claim
 
 FINISHED, FAILED, INTERRUPTED, MISSING = "finished", "failed", "interrupted", "missing"
+#: a sweep's word for a finished run that a larger --epochs asks to continue (it resumes, like INTERRUPTED)
+TO_EXTEND = "to extend"
 DAMAGED = "damaged"  # gaaf report only: a config.json, summary.json or metrics.csv that cannot be read
 RUNNING = "running"  # gaaf report only: not finished, and claim.json names a live holder
 STUDY_FILE = "study.json"

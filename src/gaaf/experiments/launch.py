@@ -38,7 +38,7 @@ class PlannedRun:
     config: dict[str, Any]  # resolved train config (every field)
     folder: Path
     config_file: Path
-    state: str  # folders.FINISHED / FAILED / INTERRUPTED / MISSING
+    state: str  # folders.FINISHED / FAILED / INTERRUPTED / TO_EXTEND / MISSING
 
     @property
     def label(self) -> str:

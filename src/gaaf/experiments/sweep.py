@@ -67,7 +67,7 @@ def plan(study: Study, root: Path, overrides: dict[str, Any] | None = None,
             if done > config["epochs"]:
                 diff = ", ".join(filter(None, [diff, f"has {done} epochs, more than the {config['epochs']} asked"]))
             elif run.state == folders.FINISHED and done < config["epochs"] and run.resume:
-                run.state = folders.INTERRUPTED  # finished with fewer epochs: resume to extend it
+                run.state = folders.TO_EXTEND  # finished with fewer epochs: resume to extend it
             if diff:
                 conflicts.append(f"{run.label}: {diff}")
             runs.append(run)
