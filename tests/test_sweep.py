@@ -247,3 +247,15 @@ def test_missing_data_is_one_error_before_any_run(tmp_path: Path, monkeypatch, c
     assert len(captured.err.strip().splitlines()) == 1 and "cifar10" in captured.err and "--no-download" in captured.err
     assert "2 runs × 2 seeds = 4 run folders" in captured.out
     assert not (tmp_path / "o" / "runs").exists()
+
+
+def test_failure_lines_are_cut_between_words_only():
+    from gaaf.experiments.sweep import shorten
+
+    url = "https://example.org/very/long/path/cifar-10-python.tar.gz"
+    msg = "gaaf: error: cifar10: could not download " + url + " (timed out); put it at /data/x"
+    assert shorten(msg) == msg  # fits: whole
+    long = ("word " * 100) + url
+    cut = shorten(long, limit=100)
+    assert cut.endswith(" …") and url not in cut and len(cut) <= 102
+    assert shorten("x" * 500, limit=50) == "x" * 50 + " …"  # no space at all: cut at the limit

@@ -112,6 +112,16 @@ def write_study_json(root: Path, study: Study, runs: list[PlannedRun], overrides
     })  # fmt: skip
 
 
+def shorten(line: str, limit: int = 400) -> str:
+    """A failed run's last output line for the console: whole when it fits, else cut at a space
+    (never inside a path or URL) with "…"; error.txt always has the full text."""
+    line = line.strip()
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit)
+    return line[: cut if cut > 0 else limit] + " …"
+
+
 def threads_per_job(jobs: int, cores: int | None = None) -> int:
     """CPU threads for each of `jobs` parallel runs: max(1, cores // jobs)."""
     cores = cores or os.cpu_count() or 1
@@ -201,7 +211,7 @@ class Sweep:
             with self._lock:
                 self.failed.append(run)
             last = next((ln for ln in reversed(outcome.tail.splitlines()) if ln.strip()), "")
-            self.print(f"[{k}/{n}] {run.label}: FAILED ({outcome.why}): {last[:200]}  → {run.folder / 'error.txt'}")
+            self.print(f"[{k}/{n}] {run.label}: FAILED ({outcome.why}): {shorten(last)}  → {run.folder / 'error.txt'}")
 
     def run(self) -> int:
         """Run everything not finished; return the number of failed runs (runs another process
