@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from .fused import gaaf_fused
-from .reference import DEFAULT_FREQUENCY
+from .catalog import DEFAULT_FREQUENCY
 from .spec import GAAFSpec
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .functional import gaaf_from_spec
-from .reference import DEFAULT_FREQUENCY
+from .catalog import DEFAULT_FREQUENCY
 from .spec import GAAFSpec
 
 
