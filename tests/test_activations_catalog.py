@@ -39,12 +39,34 @@ def test_catalog_defaults_are_read_only():
 # --------------------------------------------------------------------------- the resolver
 def test_resolve_plain_preset_and_gaaf():
     assert presets.resolve_activation(" ReLU ") == ("plain", "relu")
-    assert presets.resolve_activation("gaaf_relu", shift=-1.0) == (
-        "gaaf", {"base": "relu", "shape": "sigmoid", "shift": -1.0})
+    assert presets.resolve_activation("gaaf_relu", shift=-1.0) == ("gaaf", {"base": "relu", "shift": -1.0})
     assert presets.resolve_activation("gaaf_tanh", shape="none") == ("gaaf", {"base": "tanh", "shape": "none"})
     assert presets.resolve_activation("gaaf", base="elu", width=2.0) == ("gaaf", {"base": "elu", "width": 2.0})
+    assert presets.resolve_activation("gaaf_elu", base="gaaf_elu") == ("gaaf", {"base": "elu"})  # the same base
     with pytest.raises(ValueError, match="unknown activation 'swish'; choose one of: elu, gaaf, gaaf_elu"):
         presets.resolve_activation("swish")
+    with pytest.raises(ValueError, match=r"'gaaf_relu' is GAAF on 'relu', got base='tanh' \(use 'gaaf' with base"):
+        presets.resolve_activation("gaaf_relu", base="tanh")
+
+
+def test_plain_activation_with_parameters_message():
+    """The registry's message names the activation once, so a caller can prefix "activation "."""
+    with pytest.raises(ValueError) as err:
+        presets.resolve_activation("Relu", shift=1.0, slope=2.0)
+    assert str(err.value) == "'relu' takes no parameters, got shift, slope (did you mean 'gaaf_relu'?)"
+
+
+def test_presets_are_the_bases_own_defaults():
+    assert dict(presets.GAAF_PRESETS["gaaf_relu"]) == {"base": "relu", "shape": "sigmoid", "shift": 4.0}
+    assert dict(presets.GAAF_PRESETS["gaaf_tanh"]) == {"base": "tanh", "shape": "gaussian", "width": 3.0}
+    assert dict(presets.GAAF_PRESETS["gaaf_sigmoid"]) == {"base": "sigmoid", "shape": "gaussian", "width": 12.0}
+    for base in ("leaky_relu", "elu", "gelu", "silu", "softplus"):
+        assert presets.GAAF_PRESETS[f"gaaf_{base}"] == {"base": base, "shape": "sigmoid", "shift": 4.0}
+    assert catalog.shape_defaults("relu", "sigmoid") == {"shift": 4.0, "slope": 1.0}
+    assert catalog.shape_defaults("relu", "gaussian") == {"center": 0.0, "width": 3.0}  # not relu's own shape
+    assert catalog.shape_defaults("sigmoid", "sigmoid") == {"shift": 0.0, "slope": 1.0}
+    assert catalog.base_of("gaaf_gelu") == catalog.base_of("gelu") == "gelu"
+    assert catalog.base_of("gaaf") is None and catalog.base_of("gaaf_gaaf_relu") is None and catalog.base_of(3) is None
 
 
 def test_registry_and_keras_names_are_the_resolvers():

@@ -148,10 +148,12 @@ class GAAF(keras.layers.Layer):
     """φ(x) + g(x)·s(x), the Keras twin of :class:`gaaf.GAAF` (same arguments, same errors).
 
     Args:
-        base: φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus (PyTorch's defaults).
+        base: φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus (PyTorch's defaults),
+            or its preset name (``"gaaf_relu"`` is the same as ``"relu"``).
         shape: "sigmoid" (sigmoid(slope·(x + shift))), "gaussian" (exp(−(x − center)²/width)),
             "none" (s ≡ 1), or a Keras-serializable callable x → s(x) written with keras.ops
-            (register it with ``@keras.saving.register_keras_serializable``).
+            (register it with ``@keras.saving.register_keras_serializable``). None (the default):
+            the base's own shape, with the base's defaults, as in :class:`gaaf.GAAF`.
         frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
         variant: "floor" (paper) or "round".
         **kwargs: the shape's parameters (shift, slope / center, width) and the usual Layer
@@ -161,7 +163,7 @@ class GAAF(keras.layers.Layer):
     def __init__(
         self,
         base: str = "relu",
-        shape: "str | Callable[[Any], Any]" = "sigmoid",
+        shape: "str | Callable[[Any], Any] | None" = None,
         frequency: float = DEFAULT_FREQUENCY,
         variant: str = "floor",
         **kwargs: Any,
@@ -220,7 +222,7 @@ def get_activation(name: "str | None", **params: Any) -> Any:
     """A fresh Keras activation layer by the names of :func:`gaaf.get_activation`.
 
     ``get_activation("gaaf_relu", shift=-1.0)``, ``get_activation("relu")``, ``get_activation(None)``
-    (Identity). A new ``shape`` drops the preset's shape parameters, as in the PyTorch registry.
+    (Identity). A shape other than the base's own takes that shape's defaults, as in the PyTorch registry.
     """
     if name is None:
         if params:

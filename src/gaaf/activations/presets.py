@@ -2,29 +2,23 @@
 (:mod:`.registry`) and the Keras layer (:mod:`gaaf.keras`). Pure Python (no PyTorch).
 
     resolve_activation("relu")                   # ("plain", "relu")
-    resolve_activation("gaaf_relu", shift=-1.0)  # ("gaaf", {"base": "relu", "shape": "sigmoid", "shift": -1.0})
+    resolve_activation("gaaf_relu", shift=-1.0)  # ("gaaf", {"base": "relu", "shift": -1.0})
     resolve_activation("gaaf", base="tanh")      # ("gaaf", {"base": "tanh"})
+
+A preset ``gaaf_<base>`` is GAAF on that base with the base's own defaults
+(:data:`gaaf.activations.catalog.BASE_DEFAULTS`), exactly what ``GAAF(base)`` builds.
 """
 from __future__ import annotations
 
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .catalog import BASES
+from .catalog import BASE_DEFAULTS, BASES, PRESET_PREFIX, base_of
 
-#: Presets. gaaf_relu reproduces the seed's code (shift 4; its sweep found −1 best);
-#: gaaf_tanh the seed's exp(−x²/3); gaaf_sigmoid uses the same Gaussian in sigmoid's own
-#: coordinates: sigmoid(x) = (1 + tanh(x/2))/2, so exp(−(x/2)²/3) = exp(−x²/12), width 12.
-#: The other relu-like bases follow gaaf_relu.
+#: The presets spelled out: name → GAAF arguments (derived from BASE_DEFAULTS, for reading only).
 GAAF_PRESETS: "Mapping[str, Mapping[str, Any]]" = MappingProxyType({
-    "gaaf_relu": MappingProxyType(dict(base="relu", shape="sigmoid", shift=4.0)),
-    "gaaf_tanh": MappingProxyType(dict(base="tanh", shape="gaussian", width=3.0)),
-    "gaaf_sigmoid": MappingProxyType(dict(base="sigmoid", shape="gaussian", width=12.0)),
-    "gaaf_leaky_relu": MappingProxyType(dict(base="leaky_relu", shape="sigmoid", shift=4.0)),
-    "gaaf_elu": MappingProxyType(dict(base="elu", shape="sigmoid", shift=4.0)),
-    "gaaf_gelu": MappingProxyType(dict(base="gelu", shape="sigmoid", shift=4.0)),
-    "gaaf_silu": MappingProxyType(dict(base="silu", shape="sigmoid", shift=4.0)),
-    "gaaf_softplus": MappingProxyType(dict(base="softplus", shape="sigmoid", shift=4.0)),
+    PRESET_PREFIX + base: MappingProxyType({"base": base, "shape": shape, **own})
+    for base, (shape, own) in BASE_DEFAULTS.items()
 })
 
 #: The GAAF activation with every argument explicit: ``gaaf`` with base=..., shape=..., ...
@@ -40,36 +34,32 @@ def resolve_activation(name: str, **params: Any) -> "tuple[str, Any]":
     """What a built-in activation name with parameters stands for:
 
     * ``("plain", base)`` for a plain base activation (it takes no parameters);
-    * ``("gaaf", kwargs)`` for ``gaaf`` and the presets: the keyword arguments of ``GAAF(**kwargs)``.
-      A preset's own values give way to the parameters given; a new ``shape`` drops the preset's
-      shape parameters (e.g. shape="none" has none).
+    * ``("gaaf", kwargs)`` for ``gaaf`` and the presets: the keyword arguments of ``GAAF(**kwargs)``
+      (a preset fixes the base; the defaults of everything else are GAAF's own for that base).
 
-    Names are case- and space-insensitive. Raises ValueError for an unknown name or a plain
-    activation given parameters.
+    Names are case- and space-insensitive. Raises ValueError for an unknown name, a plain
+    activation given parameters, or a preset given another base.
     """
     key = name.strip().lower()
     if key in BASES:
         if params:
-            raise ValueError(
-                f"activation {key!r} takes no parameters, got {', '.join(sorted(params))} "
-                f"(did you mean 'gaaf_{key}'?)"
-            )
+            raise ValueError(f"{key!r} takes no parameters, got {', '.join(sorted(params))} "
+                             f"(did you mean '{PRESET_PREFIX}{key}'?)")
         return "plain", key
     if key == GAAF_NAME:
         return "gaaf", dict(params)
-    preset = GAAF_PRESETS.get(key)
-    if preset is None:
+    if key not in GAAF_PRESETS:
         raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(builtin_activations())}")
-    merged = dict(preset)
-    if "shape" in params and params["shape"] != preset["shape"]:
-        merged = {"base": preset["base"]}
-    merged.update(params)
-    return "gaaf", merged
+    base = GAAF_PRESETS[key]["base"]
+    if "base" in params and base_of(params["base"]) != base:
+        raise ValueError(f"{key!r} is GAAF on {base!r}, got base={params['base']!r} "
+                         f"(use '{GAAF_NAME}' with base=..., or '{PRESET_PREFIX}<base>')")
+    return "gaaf", {**params, "base": base}
 
 
 def is_gaaf_activation(name: str) -> bool:
     """True for the GAAF names: `gaaf` and every `gaaf_<base>` preset."""
-    return name == GAAF_NAME or name.startswith("gaaf_")
+    return name == GAAF_NAME or name.startswith(PRESET_PREFIX)
 
 
 __all__ = ["GAAF_NAME", "GAAF_PRESETS", "builtin_activations", "is_gaaf_activation", "resolve_activation"]

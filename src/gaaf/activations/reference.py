@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .catalog import DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS, check_names
+from .catalog import DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS, check_names, default_shape, shape_defaults
 from .catalog import BASES as _BASE_NAMES
 
 Tensor = torch.Tensor
@@ -81,12 +81,20 @@ def shape_value(x: Tensor, shape: "str | Callable[[Tensor], Tensor]", **params: 
 def gaaf_reference(
     x: Tensor,
     base: str = "relu",
-    shape: "str | Callable[[Tensor], Tensor]" = "sigmoid",
+    shape: "str | Callable[[Tensor], Tensor] | None" = None,
     frequency: float = DEFAULT_FREQUENCY,
     variant: str = "floor",
     **shape_params: float,
 ) -> Tensor:
-    """φ(x) + g(x)·s(x), composed from plain ops so that autograd gives the exact gradient."""
+    """φ(x) + g(x)·s(x), composed from plain ops so that autograd gives the exact gradient.
+
+    Defaults as :class:`gaaf.GAAF`'s: shape None is the base's own shape, and parameters not given
+    take their defaults for this base and shape (:func:`.catalog.shape_defaults`).
+    """
+    if shape is None:
+        shape = default_shape(base)
+    if isinstance(shape, str) and shape in SHAPE_DEFAULTS:
+        shape_params = {**shape_defaults(base, shape), **shape_params}
     return BASES[base](x) + sawtooth(x, frequency, variant) * shape_value(x, shape, **shape_params)
 
 

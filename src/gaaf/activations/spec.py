@@ -7,10 +7,10 @@ and hashable: equal specs hash equal, so a spec can key a cache (the compiled ke
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
-from .catalog import BASES, DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS
+from .catalog import BASES, DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS, base_of, default_shape, shape_defaults
 
 #: The parameters a registry activation takes by keyword (``get_activation(name, **params)``), under
 #: the names TrainConfig fields and study keys use: the shape, its parameters, K and the variant.
@@ -63,11 +63,11 @@ class ShapeParams(Mapping[str, float]):
 class GAAFSpec:
     """One GAAF activation; build it with :meth:`build` (which validates and fills in defaults)."""
 
-    base: str = "relu"
-    shape: "str | Callable" = "sigmoid"
-    frequency: float = DEFAULT_FREQUENCY
-    variant: str = "floor"
-    shape_params: ShapeParams = field(default_factory=ShapeParams)
+    base: str
+    shape: "str | Callable"
+    frequency: float
+    variant: str
+    shape_params: ShapeParams
 
     def __post_init__(self) -> None:
         if not isinstance(self.shape_params, ShapeParams):  # a dict would make the spec unhashable
@@ -78,14 +78,23 @@ class GAAFSpec:
     def build(
         cls,
         base: str = "relu",
-        shape: "str | Callable" = "sigmoid",
+        shape: "str | Callable | None" = None,
         frequency: float = DEFAULT_FREQUENCY,
         variant: str = "floor",
         **shape_params: float,
     ) -> "GAAFSpec":
-        """Validate and fill in defaults; raise ValueError saying what is allowed."""
-        if base not in BASES:
-            raise ValueError(f"unknown base activation {base!r}; choose one of: {', '.join(sorted(BASES))}")
+        """Validate and fill in defaults; raise ValueError saying what is allowed.
+
+        `base` is a base or its preset name ("relu" or "gaaf_relu": the same). `shape` None is the
+        base's own shape; parameters not given take their defaults for this base and shape
+        (:func:`gaaf.activations.catalog.shape_defaults`), so ``build("relu")`` is the
+        ``gaaf_relu`` preset (sigmoid, shift 4).
+        """
+        name = base_of(base)
+        if name is None:
+            raise ValueError(f"unknown base activation {base!r}; choose one of: {', '.join(sorted(BASES))} "
+                             "(or its preset name gaaf_<base>)")
+        base = name
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
         frequency = _finite("frequency", frequency)
@@ -97,11 +106,13 @@ class GAAFSpec:
                     f"a callable shape takes no shape parameters, got {', '.join(sorted(shape_params))}"
                 )
             return cls(base, shape, frequency, variant, ShapeParams())
+        if shape is None:
+            shape = default_shape(base)
         if shape not in SHAPE_DEFAULTS:
             raise ValueError(
                 f"unknown shape {shape!r}; choose one of: {', '.join(sorted(SHAPE_DEFAULTS))} or a callable x -> s(x)"
             )
-        allowed = SHAPE_DEFAULTS[shape]
+        allowed = shape_defaults(base, shape)
         unknown = sorted(set(shape_params) - set(allowed))
         if unknown:
             takes = ", ".join(sorted(allowed)) or "no parameters"
