@@ -80,7 +80,7 @@ def test_names_are_case_and_space_insensitive():
 
 
 def test_plain_activation_rejects_params_with_hint():
-    with pytest.raises(ValueError, match="gaaf_relu"):
+    with pytest.raises(ValueError, match=r"^'relu' takes no parameters, got shift \(did you mean 'gaaf_relu'\?\)$"):
         gaaf.get_activation("relu", shift=1.0)
 
 
@@ -100,6 +100,56 @@ def test_preset_with_new_shape_drops_preset_shape_params():
     assert act.spec.shape == "none" and dict(act.spec.shape_params) == {}
     act = gaaf.get_activation("gaaf_relu", shape="gaussian", width=2.0)
     assert dict(act.spec.shape_params) == {"center": 0.0, "width": 2.0}
+
+
+# --------------------------------------------------------------------------- one set of defaults
+@pytest.mark.parametrize("base", list(reference.BASES))
+def test_gaaf_of_a_base_is_its_preset(base):
+    """GAAF(base), GAAF("gaaf_<base>"), the functional op, GAAFSpec.build and get_activation all
+    give the same spec: the base's own shape and parameters."""
+    preset = gaaf.get_activation(f"gaaf_{base}").spec
+    assert gaaf.GAAF(base).spec == preset == gaaf.GAAF(f"gaaf_{base}").spec
+    assert GAAFSpec.build(base) == GAAFSpec.build(f"gaaf_{base}") == preset
+    assert gaaf.get_activation("gaaf", base=base).spec == preset
+    assert hash(gaaf.GAAF(base).spec) == hash(preset)
+    x = torch.randn(64, dtype=torch.float64)
+    assert torch.equal(gaaf.functional.gaaf(x, base), gaaf.functional.gaaf(x, f"gaaf_{base}"))
+    assert torch.equal(gaaf.functional.gaaf(x, base), gaaf.get_activation(f"gaaf_{base}")(x))
+    assert (gaaf.functional.gaaf(x, base) - reference.gaaf_reference(x, base)).abs().max() <= 1e-12
+
+
+def test_default_table():
+    assert gaaf.GAAF("relu").spec == GAAFSpec.build("relu", "sigmoid", shift=4.0, slope=1.0)
+    assert gaaf.GAAF().spec == gaaf.GAAF("relu").spec
+    for base in ("leaky_relu", "elu", "gelu", "silu", "softplus"):
+        assert gaaf.GAAF(base).spec.shape == "sigmoid" and gaaf.GAAF(base).spec.shape_params["shift"] == 4.0
+    assert gaaf.GAAF("tanh").spec == GAAFSpec.build("tanh", "gaussian", center=0.0, width=3.0)
+    assert gaaf.GAAF("sigmoid").spec == GAAFSpec.build("sigmoid", "gaussian", center=0.0, width=12.0)
+
+
+def test_explicit_parameters_win():
+    assert dict(gaaf.GAAF("relu", shift=-1.0).spec.shape_params) == {"shift": -1.0, "slope": 1.0}
+    assert dict(gaaf.GAAF("relu", shift=0.0).spec.shape_params) == {"shift": 0.0, "slope": 1.0}
+    assert gaaf.GAAF("sigmoid", width=5.0).spec.shape_params["width"] == 5.0
+    assert dict(gaaf.GAAF("relu", "sigmoid").spec.shape_params) == {"shift": 4.0, "slope": 1.0}  # its own shape
+    # another shape takes that shape's defaults, as a preset given a new shape always did
+    assert dict(gaaf.GAAF("relu", "gaussian").spec.shape_params) == {"center": 0.0, "width": 3.0}
+    assert dict(gaaf.GAAF("sigmoid", "sigmoid").spec.shape_params) == {"shift": 0.0, "slope": 1.0}
+    assert gaaf.GAAF("gaaf_tanh", shape="none", variant="round", frequency=50).spec == GAAFSpec.build(
+        "tanh", "none", 50.0, "round")
+
+
+def test_a_training_config_builds_the_same_module():
+    """gaaf train passes activation_params(config) to get_activation: gaaf_relu is still shift 4,
+    --shift -1 still −1, --shape none still no parameters."""
+    def built(config):
+        return gaaf.get_activation(config["activation"], **gaaf.activations.activation_params(config)).spec
+
+    base = {"activation": "gaaf_relu", "shape": None, "shift": None, "slope": None, "frequency": None}
+    assert built(base) == GAAFSpec.build("relu", "sigmoid", 1e4, "floor", shift=4.0, slope=1.0)
+    assert built({**base, "shift": -1.0}) == GAAFSpec.build("relu", "sigmoid", shift=-1.0, slope=1.0)
+    assert built({**base, "shape": "none"}) == GAAFSpec.build("relu", "none")
+    assert built({"activation": "gaaf_tanh", "width": 2.0}) == GAAFSpec.build("tanh", "gaussian", width=2.0)
 
 
 def test_is_gaaf_activation():

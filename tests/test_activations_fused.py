@@ -61,11 +61,11 @@ def compiled(compile_on, monkeypatch):
     """compile_on, and the test must run compiled kernels: each call that reaches the kernel cache
     (the op found compiling usable for it) is recorded; at the end there must be one, and (by
     compile_on) none of them may have failed and fallen back to the plain math."""
-    used: "list[tuple]" = []  # (spec key, dtype, device type) per call that took the compiled path
+    used: "list[tuple]" = []  # (spec, dtype, device type) per call that took the compiled path
     real = kernels._kernels
 
     def spy(spec, x):
-        used.append((kernels.spec_key(spec), x.dtype, x.device.type))
+        used.append((spec, x.dtype, x.device.type))
         return real(spec, x)
 
     monkeypatch.setattr(kernels, "_kernels", spy)
@@ -165,7 +165,7 @@ def test_compiled_matches_plain_float32(compiled):
     gy = torch.randn(N, generator=gen)
     y_c, g_c = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
     assert torch.isfinite(y_c).all() and torch.isfinite(g_c).all()
-    assert compiled == [(kernels.spec_key(SPEC), torch.float32, "cpu")] * 2  # forward, backward
+    assert compiled == [(SPEC, torch.float32, "cpu")] * 2  # forward, backward
     fused.set_eager_compile(False)
     y_p, g_p = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
     assert len(compiled) == 2  # the plain comparison did not take the compiled path
@@ -201,7 +201,7 @@ def test_compiled_new_shapes_and_layouts_do_not_recompile(compiled):
         act(torch.randn(N))
     assert _graphs() - before <= 1  # inference_mode may add one forward entry, nothing else
     # on CPU both kernels run ahead-of-time compiled, without Dynamo's per-call guard check
-    assert all(k.run is not k.compiled for k in kernels._cache[(kernels.spec_key(SPEC), torch.float32, "cpu")])
+    assert all(k.run is not k.compiled for k in kernels._cache[(SPEC, torch.float32, "cpu")])
 
 
 @pytest.mark.slow

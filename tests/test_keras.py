@@ -215,6 +215,17 @@ def test_get_activation_names_mirror_pytorch_registry() -> None:
         torch.testing.assert_close(g_k, g_t, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("base", list(BASES))
+def test_preset_names_and_defaults_match_pytorch(base: str) -> None:
+    """gaaf.keras.GAAF takes preset names and has the same per-base defaults as gaaf.GAAF."""
+    spec = gaaf.GAAF(base).spec
+    assert gk.GAAF(base).spec == spec == gk.GAAF(f"gaaf_{base}").spec == gk.get_activation(f"gaaf_{base}").spec
+    assert gk.GAAF.from_config(gk.GAAF(f"gaaf_{base}").get_config()).spec == spec
+    explicit = {"sigmoid": {"shift": -1.0}, "gaussian": {"width": 2.0}}[spec.shape]  # explicit wins
+    assert gk.GAAF(base, **explicit).spec == gaaf.GAAF(base, **explicit).spec
+    assert {k: gk.GAAF(base, **explicit).spec.shape_params[k] for k in explicit} == explicit
+
+
 def test_get_activation_options_and_errors() -> None:
     act = gk.get_activation("gaaf_relu", shape="none")
     assert act.spec.shape == "none" and act.spec.shape_params == {}

@@ -31,15 +31,17 @@ backend's gelu (PyTorch's float32 gelu is inf at x ≥ 3.3895e38) and no erf eve
 autodiff through the clip and the select gives Φ(c) + c·φ(c) and 1, never 0·inf. Φ here is
 ½(1 + erf(c/√2)) (``ops.erfc`` is not in every Keras 3): the same to 1e−15 absolutely.
 
-Keras is imported when this module is imported (``import gaaf`` never imports it).
+Keras is imported when this module is imported (``import gaaf`` never imports it). Of gaaf it
+imports only the pure-Python table of names (:mod:`gaaf.activations.catalog`), the spec and the
+presets, never PyTorch itself: on the JAX or TensorFlow backend torch is not loaded.
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Callable
 
-from .activations.reference import DEFAULT_FREQUENCY, SHAPE_DEFAULTS
-from .activations.registry import GAAF_PRESETS  # the same presets as the PyTorch registry
+from .activations.catalog import BASES, DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS, check_names
+from .activations.presets import builtin_activations, resolve_activation  # the PyTorch registry's names
 from .activations.spec import GAAFSpec
 
 try:
@@ -86,6 +88,7 @@ _BASES: dict[str, Callable[[Any], Any]] = {
     "silu": ops.silu,
     "softplus": ops.softplus,
 }
+check_names(_BASES, BASES, "gaaf.keras._BASES")
 
 #: keyword arguments that belong to keras.layers.Layer rather than to the shape function
 _LAYER_KWARGS = frozenset({"name", "dtype", "trainable", "autocast", "activity_regularizer", "input_shape", "input_dim"})
@@ -106,7 +109,7 @@ def sawtooth(x: Any, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor
     elif variant == "round":
         frac = y_safe - ops.round(y_safe)
     else:
-        raise ValueError(f"unknown variant {variant!r}; choose one of: floor, round")
+        raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
     # value: frac exactly (adding an exact 0); derivative: K, even where x·K overflowed
     r = ops.stop_gradient(frac) + (x - ops.stop_gradient(x)) * frequency
     if variant == "round":
@@ -145,10 +148,12 @@ class GAAF(keras.layers.Layer):
     """φ(x) + g(x)·s(x), the Keras twin of :class:`gaaf.GAAF` (same arguments, same errors).
 
     Args:
-        base: φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus (PyTorch's defaults).
+        base: φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus (PyTorch's defaults),
+            or its preset name (``"gaaf_relu"`` is the same as ``"relu"``).
         shape: "sigmoid" (sigmoid(slope·(x + shift))), "gaussian" (exp(−(x − center)²/width)),
             "none" (s ≡ 1), or a Keras-serializable callable x → s(x) written with keras.ops
-            (register it with ``@keras.saving.register_keras_serializable``).
+            (register it with ``@keras.saving.register_keras_serializable``). None (the default):
+            the base's own shape, with the base's defaults, as in :class:`gaaf.GAAF`.
         frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
         variant: "floor" (paper) or "round".
         **kwargs: the shape's parameters (shift, slope / center, width) and the usual Layer
@@ -158,7 +163,7 @@ class GAAF(keras.layers.Layer):
     def __init__(
         self,
         base: str = "relu",
-        shape: "str | Callable[[Any], Any]" = "sigmoid",
+        shape: "str | Callable[[Any], Any] | None" = None,
         frequency: float = DEFAULT_FREQUENCY,
         variant: str = "floor",
         **kwargs: Any,
@@ -205,18 +210,19 @@ _PLAIN: dict[str, Callable[[], Any]] = {
     "silu": lambda: keras.layers.Activation("silu"),
     "softplus": lambda: keras.layers.Activation("softplus"),
 }
+check_names(_PLAIN, BASES, "gaaf.keras._PLAIN")
 
 
 def list_activations() -> list[str]:
-    """Names :func:`get_activation` accepts, sorted."""
-    return sorted([*_PLAIN, *GAAF_PRESETS, "gaaf"])
+    """Names :func:`get_activation` accepts, sorted (the PyTorch registry's built-in names)."""
+    return builtin_activations()
 
 
 def get_activation(name: "str | None", **params: Any) -> Any:
     """A fresh Keras activation layer by the names of :func:`gaaf.get_activation`.
 
     ``get_activation("gaaf_relu", shift=-1.0)``, ``get_activation("relu")``, ``get_activation(None)``
-    (Identity). A new ``shape`` drops the preset's shape parameters, as in the PyTorch registry.
+    (Identity). A shape other than the base's own takes that shape's defaults, as in the PyTorch registry.
     """
     if name is None:
         if params:
@@ -224,23 +230,8 @@ def get_activation(name: "str | None", **params: Any) -> Any:
         return keras.layers.Identity()
     if not isinstance(name, str):
         raise ValueError(f"activation must be a name or None; got {name!r}")
-    key = name.strip().lower()
-    if key in _PLAIN:
-        if params:
-            raise ValueError(
-                f"activation {name!r} takes no parameters, got {', '.join(sorted(params))} "
-                f"(did you mean 'gaaf_{key}'?)"
-            )
-        return _PLAIN[key]()
-    if key == "gaaf":
-        return GAAF(**params)
-    if key in GAAF_PRESETS:
-        merged = dict(GAAF_PRESETS[key])
-        if "shape" in params and params["shape"] != merged["shape"]:
-            merged = {"base": merged["base"]}
-        merged.update(params)
-        return GAAF(**merged)
-    raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(list_activations())}")
+    kind, value = resolve_activation(name, **params)  # ValueError as in PyTorch
+    return _PLAIN[value]() if kind == "plain" else GAAF(**value)
 
 
 __all__ = ["GAAF", "gaaf", "get_activation", "list_activations", "sawtooth", "shape_value"]

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from .fused import gaaf_fused
-from .reference import DEFAULT_FREQUENCY
+from .catalog import DEFAULT_FREQUENCY
 from .spec import GAAFSpec
 
 
@@ -23,12 +23,13 @@ def gaaf_from_spec(x: torch.Tensor, spec: GAAFSpec) -> torch.Tensor:
 def gaaf(
     x: torch.Tensor,
     base: str = "relu",
-    shape: "str | Callable[[torch.Tensor], torch.Tensor]" = "sigmoid",
+    shape: "str | Callable[[torch.Tensor], torch.Tensor] | None" = None,
     frequency: float = DEFAULT_FREQUENCY,
     variant: str = "floor",
     **shape_params: float,
 ) -> torch.Tensor:
-    """φ(x) + g(x)·s(x); see :mod:`gaaf.activations.reference` for the math."""
+    """φ(x) + g(x)·s(x) with the arguments and defaults of :class:`gaaf.GAAF` (`base` may be a
+    preset name; see :mod:`gaaf.activations.reference` for the math)."""
     return gaaf_from_spec(x, GAAFSpec.build(base, shape, frequency, variant, **shape_params))
 
 

@@ -38,8 +38,7 @@ import torch.utils.checkpoint
 
 from . import kernels
 from .kernels import eager_compile_enabled, set_eager_compile
-from .pointwise import _bwd, _fwd, base_value, callable_shape_value, compute_dtype, named_shape_and_slope, \
-    sawtooth_and_slope
+from .pointwise import _bwd, _fwd
 from .spec import GAAFSpec
 
 Tensor = torch.Tensor
@@ -175,24 +174,9 @@ class GAAFFn(torch.autograd.Function):
         return GAAFFn.apply(x, spec), in_dims[0]
 
 
-def _composed(x: Tensor, spec: GAAFSpec) -> Tensor:
-    """The overflow-safe math as an autograd-differentiated composition (same value and gradient).
-
-    Used for a callable shape inside torch.compile: the Function's backward would call
-    torch.autograd.grad on the callable, which the compiler cannot trace.
-    """
-    xc = x.to(compute_dtype(x.dtype))
-    g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
-    if callable(spec.shape):
-        s: Any = callable_shape_value(xc, spec.shape)
-    else:
-        s, _ = named_shape_and_slope(xc, spec.shape, dict(spec.shape_params), with_slope=False)
-    return (base_value(xc, spec.base) + g * s).to(x.dtype)
-
-
-# Function.apply binds (x, spec) against forward's signature with inspect on every call (tens
-# of microseconds) before handing over to the C++ apply; with no torch.func transform active
-# and outside any tracer that binding changes nothing, so the C++ apply is called directly.
+# Function.apply binds (x, spec) against forward's signature with inspect on every call before
+# handing over to the C++ apply; with no torch.func transform active and outside any tracer that
+# binding changes nothing, so the C++ apply is called directly.
 _c_apply = getattr(super(torch.autograd.Function, GAAFFn), "apply", None)
 _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
 
@@ -201,12 +185,12 @@ def _recompute_in_backward(x: Tensor) -> bool:
     """Inside torch.compile (Dynamo), training: wrap the op in an activation checkpoint.
 
     Left alone, AOTAutograd's min-cut partitioner evaluates the closed-form derivative already in
-    the forward graph (it depends on x only) and saves it, in the tangent's layout: on a CPU
-    ResNet20 each GAAF site then writes four input-sized tensors (x, 1 + e^{−z}, the output and
-    a transposed copy of φ_new'(x)) where relu writes one. Inside a non-reentrant checkpoint the
-    region is recomputed in the backward instead, fused into the batch-norm backward kernel: one
-    exponential per element in each pass, as the eager op does (``gaaf bench train`` measures
-    the difference; see docs/DEVELOPING.md). Values and gradients are unchanged.
+    the forward graph (it depends on x only) and saves it, in the tangent's layout: each GAAF
+    site then writes four input-sized tensors (x, 1 + e^{−z}, the output and a transposed copy
+    of φ_new'(x)) where relu writes one. Inside a non-reentrant checkpoint the region is
+    recomputed in the backward instead, fused into the batch-norm backward kernel: one
+    exponential per element in each pass, as the eager op does. Values and gradients are
+    unchanged.
     """
     return torch.compiler.is_dynamo_compiling() and torch.is_grad_enabled() and x.requires_grad
 
@@ -216,7 +200,9 @@ def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
     _check_input(x)
     if _tracing():
         if callable(spec.shape):
-            return _composed(x, spec)
+            # the Function's backward would call torch.autograd.grad on the callable, which the
+            # compiler cannot trace: the plain forward, differentiated by autograd, instead
+            return _fwd(x, spec)
         if _recompute_in_backward(x):
             return torch.utils.checkpoint.checkpoint(GAAFFn.apply, x, spec, use_reentrant=False)
         return GAAFFn.apply(x, spec)

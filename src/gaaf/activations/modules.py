@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .functional import gaaf_from_spec
-from .reference import DEFAULT_FREQUENCY
+from .catalog import DEFAULT_FREQUENCY
 from .spec import GAAFSpec
 
 
@@ -15,12 +15,15 @@ class GAAF(nn.Module):
     """φ(x) + g(x)·s(x) with g the 1/K-period sawtooth (Hahn & Choi, arXiv:1806.09783).
 
     Args:
-        base: base activation φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus.
+        base: base activation φ: relu, tanh, sigmoid, leaky_relu, elu, gelu, silu, softplus, or its
+            preset name (``"gaaf_relu"`` is the same as ``"relu"``).
         shape: s(x): "sigmoid" (sigmoid(slope·(x + shift))), "gaussian" (exp(−(x − center)²/width)),
-            "none" (s ≡ 1), or any callable x → s(x).
+            "none" (s ≡ 1), or any callable x → s(x). None (the default): the base's own shape.
         frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
         variant: "floor" (paper) or "round" (seed's ex13).
-        **shape_params: the shape's parameters (shift, slope / center, width).
+        **shape_params: the shape's parameters (shift, slope / center, width). Those not given
+            take the base's defaults (:mod:`gaaf.activations.catalog`): ``GAAF("relu")`` is the
+            ``gaaf_relu`` preset, sigmoid shape with shift 4.
 
     Runs the fused op (:mod:`gaaf.activations.fused`): only x is saved for backward, the gradient
     φ' + g'·s + g·s' is exact, and every finite input gives a finite output and gradient. Where
@@ -31,7 +34,7 @@ class GAAF(nn.Module):
     def __init__(
         self,
         base: str = "relu",
-        shape: "str | Callable[[torch.Tensor], torch.Tensor]" = "sigmoid",
+        shape: "str | Callable[[torch.Tensor], torch.Tensor] | None" = None,
         frequency: float = DEFAULT_FREQUENCY,
         variant: str = "floor",
         **shape_params: float,

@@ -1,8 +1,10 @@
 r"""Closed-form, overflow-safe pointwise math of GAAF: the forward value and the exact derivative.
 
 This is what the fused op (:mod:`gaaf.activations.fused`) runs, either as plain eager ops or
-through ``torch.compile``'d kernels. Every function here is elementwise: a tensor of any shape in,
-the same shape out. With :math:`y = xK`:
+through ``torch.compile``'d kernels: one implementation table per part, :data:`BASE_MATH` (φ, φ')
+and :data:`SHAPE_MATH` (g·s, g'·s + g·s'), keyed by the names of :mod:`.catalog` (which also
+tabulates the formulas). Every function here is elementwise: a tensor of any shape in, the same
+shape out. With :math:`y = xK`:
 
 .. math::
 
@@ -67,16 +69,19 @@ and the result is cast back to the input's dtype.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
+
+from .catalog import BASES, SHAPE_DEFAULTS, check_names
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spec import GAAFSpec
 
 Tensor = torch.Tensor
 Num = Union[Tensor, float]  # a tensor, or a Python number standing for a constant tensor
+Params = Mapping[str, float]
 
 _SQRT1_2 = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -91,69 +96,81 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 # --------------------------------------------------------------------------- base activations φ
-def base_value(x: Tensor, base: str) -> Tensor:
-    """φ(x) with PyTorch's default parameters (the same functions as reference.BASES; gelu in the
-    overflow-safe form of the module docstring)."""
-    if base == "relu":
-        return torch.relu(x)
-    if base == "tanh":
-        return torch.tanh(x)
-    if base == "sigmoid":
-        return torch.sigmoid(x)
-    if base == "leaky_relu":
-        return F.leaky_relu(x, _LEAKY_SLOPE)
-    if base == "elu":
-        return F.elu(x)
-    if base == "gelu":
-        c = torch.clamp(x, -_GELU_SATURATION, _GELU_SATURATION)
-        return torch.where(x > _GELU_SATURATION, x, c * _normal_cdf(c))
-    if base == "silu":
-        return F.silu(x)
-    if base == "softplus":
-        return F.softplus(x)
-    raise ValueError(f"unknown base activation {base!r}")
+class BaseMath(NamedTuple):
+    """One base: ``value(x)`` = φ(x) and ``slope_plus(x, rest)`` = φ'(x) + rest, with φ' exactly as
+    PyTorch's backward kernels define it (formulas in :mod:`.catalog`). Adding ``rest`` inside
+    lets the piecewise bases pick between two sums with one ``where`` (no constant tensors needed,
+    so the dtype is always x's)."""
 
-
-def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
-    r"""φ'(x) + rest, with φ' exactly as PyTorch's backward kernels define it.
-
-    Adding ``rest`` inside lets the piecewise bases pick between two sums with one ``where``
-    (no constant tensors needed, so the dtype is always x's).
-
-    relu: 1 if x > 0 else 0 · leaky_relu: 1 if x > 0 else 0.01 · elu: 1 if x > 0 else eˣ ·
-    tanh: 1 − tanh² · sigmoid: σ(1 − σ) · gelu: Φ(c) + c·e^{−c²/2}/√(2π), c = clamp(x, ±40) ·
-    silu: σ(1 + x(1 − σ)) · softplus: 1 if x > 20 else σ(x).
-    """
-    pos = x > 0
-    if base == "relu":
-        return rest + pos  # bool → 1.0 / 0.0 in rest's dtype
-    if base == "leaky_relu":
-        return torch.where(pos, rest + 1.0, rest + _LEAKY_SLOPE)
-    if base == "elu":
-        # exp(x) of a large positive x is inf but only in the branch that `where` drops
-        return torch.where(pos, rest + 1.0, rest + torch.exp(x))
-    if base == "tanh":
-        t = torch.tanh(x)
-        return rest + (1.0 - t * t)
-    if base == "sigmoid":
-        sg = torch.sigmoid(x)
-        return rest + sg * (1.0 - sg)
-    if base == "gelu":
-        # Φ(c) + c·pdf(c) is exactly 1 at c = 40 and 0 at c = −40: no select needed for |x| > 40
-        c = torch.clamp(x, -_GELU_SATURATION, _GELU_SATURATION)
-        pdf = torch.exp(-0.5 * (c * c)) * _INV_SQRT_2PI
-        return rest + (_normal_cdf(c) + c * pdf)
-    if base == "silu":
-        sg = torch.sigmoid(x)
-        return rest + sg * (1.0 + x * (1.0 - sg))
-    if base == "softplus":
-        return torch.where(x > _SOFTPLUS_THRESHOLD, rest + 1.0, rest + torch.sigmoid(x))
-    raise ValueError(f"unknown base activation {base!r}")
+    value: Callable[[Tensor], Tensor]
+    slope_plus: Callable[[Tensor, Tensor], Tensor]
 
 
 def _normal_cdf(c: Tensor) -> Tensor:
     """Φ(c) = ½·erfc(−c/√2), for |c| ≤ 40 (see the module docstring)."""
     return torch.erfc(c * -_SQRT1_2) * 0.5
+
+
+def _gelu(x: Tensor) -> Tensor:
+    c = torch.clamp(x, -_GELU_SATURATION, _GELU_SATURATION)
+    return torch.where(x > _GELU_SATURATION, x, c * _normal_cdf(c))
+
+
+def _gelu_slope_plus(x: Tensor, rest: Tensor) -> Tensor:
+    # Φ(c) + c·pdf(c) is exactly 1 at c = 40 and 0 at c = −40: no select needed for |x| > 40
+    c = torch.clamp(x, -_GELU_SATURATION, _GELU_SATURATION)
+    pdf = torch.exp(-0.5 * (c * c)) * _INV_SQRT_2PI
+    return rest + (_normal_cdf(c) + c * pdf)
+
+
+def _tanh_slope_plus(x: Tensor, rest: Tensor) -> Tensor:
+    t = torch.tanh(x)
+    return rest + (1.0 - t * t)
+
+
+def _sigmoid_slope_plus(x: Tensor, rest: Tensor) -> Tensor:
+    sg = torch.sigmoid(x)
+    return rest + sg * (1.0 - sg)
+
+
+def _silu_slope_plus(x: Tensor, rest: Tensor) -> Tensor:
+    sg = torch.sigmoid(x)
+    return rest + sg * (1.0 + x * (1.0 - sg))
+
+
+#: φ and φ' + rest of every base, with PyTorch's default parameters (gelu in the overflow-safe
+#: form of the module docstring). elu's exp(x) of a large positive x is inf, but only in the
+#: branch that `where` drops; relu's bool x > 0 adds as 1.0 / 0.0 in rest's dtype.
+BASE_MATH: "Mapping[str, BaseMath]" = {
+    "relu": BaseMath(torch.relu, lambda x, rest: rest + (x > 0)),
+    "tanh": BaseMath(torch.tanh, _tanh_slope_plus),
+    "sigmoid": BaseMath(torch.sigmoid, _sigmoid_slope_plus),
+    "leaky_relu": BaseMath(lambda x: F.leaky_relu(x, _LEAKY_SLOPE),
+                           lambda x, rest: torch.where(x > 0, rest + 1.0, rest + _LEAKY_SLOPE)),
+    "elu": BaseMath(F.elu, lambda x, rest: torch.where(x > 0, rest + 1.0, rest + torch.exp(x))),
+    "gelu": BaseMath(_gelu, _gelu_slope_plus),
+    "silu": BaseMath(F.silu, _silu_slope_plus),
+    "softplus": BaseMath(F.softplus,
+                         lambda x, rest: torch.where(x > _SOFTPLUS_THRESHOLD, rest + 1.0, rest + torch.sigmoid(x))),
+}
+check_names(BASE_MATH, BASES, "pointwise.BASE_MATH")
+
+
+def _base(base: str) -> BaseMath:
+    math_ = BASE_MATH.get(base)
+    if math_ is None:
+        raise ValueError(f"unknown base activation {base!r}")
+    return math_
+
+
+def base_value(x: Tensor, base: str) -> Tensor:
+    """φ(x) (see :data:`BASE_MATH`)."""
+    return _base(base).value(x)
+
+
+def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
+    """φ'(x) + rest (see :data:`BASE_MATH`)."""
+    return _base(base).slope_plus(x, rest)
 
 
 # --------------------------------------------------------------------------- sawtooth g
@@ -187,36 +204,90 @@ def _nan_to_zero(v: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- shape s
-def named_shape_and_slope(
-    x: Tensor, shape: str, params: "dict[str, float]", with_slope: bool = True
-) -> "tuple[Num, Num]":
-    """(s(x), s'(x)) for the named shapes; Python numbers stand for constants. s' is skipped
-    (returned as 0.0) when not `with_slope`: the forward needs s only.
+class ShapeMath(NamedTuple):
+    """One named shape, given its parameters p:
 
-    sigmoid: s = σ(a(x + b)), s' = a·s(1 − s) · gaussian: s = exp(−(x − c)²/w),
-    s' = s·(−2(x − c)/w), 0 where s = 0 · none: s = 1, s' = 0.
+    * ``times_g(x, g, p)`` = g(x)·s(x), the forward's term;
+    * ``terms(x, c, g', K, p)`` = g'(x)·s(x) + g(x)·s'(x) with g = c/K, the backward's terms,
+      factored to save multiplies, with the 1/K of g folded into the constant multiplying c.
+
+    Python numbers stand for constants (s ≡ 1/2 for slope 0, s ≡ 1 for "none").
     """
-    if shape == "sigmoid":
-        slope, shift = params["slope"], params["shift"]
-        if slope == 0.0:  # 0·(x + b) is NaN where x + b overflows; s is the constant 1/2
-            return 0.5, 0.0
-        z = x + shift if shift != 0.0 else x  # skipping exact no-ops saves eager kernels
-        s = torch.sigmoid(slope * z if slope != 1.0 else z)
-        if not with_slope:
-            return s, 0.0
-        ds = s * (1.0 - s)
-        return s, (slope * ds if slope != 1.0 else ds)
-    if shape == "gaussian":
-        center, width = params["center"], params["width"]
-        d = x - center if center != 0.0 else x
-        s = torch.exp((d * d) * (-1.0 / width))  # a multiply by the rounded −1/w, not a division
-        if not with_slope:
-            return s, 0.0
-        ds = torch.where(s > 0, s * (d * (-2.0 / width)), 0.0)  # d = ±inf: 0·inf would be NaN
-        return s, ds
-    if shape == "none":
-        return 1.0, 0.0
-    raise ValueError(f"unknown shape {shape!r}")
+
+    times_g: Callable[[Tensor, Tensor, Params], Num]
+    terms: Callable[[Tensor, Tensor, Num, float, Params], Num]
+
+
+def _neg_affine(x: Tensor, slope: float, shift: float) -> Tensor:
+    """−slope·(x + shift), one op where slope is 1."""
+    if slope == 1.0:
+        return (-shift) - x
+    return (x + shift if shift != 0.0 else x) * (-slope)
+
+
+def _sigmoid_denominator(x: Tensor, slope: float, shift: float) -> Tensor:
+    """1 + e^{−slope·(x + shift)}: the sigmoid shape's compiled form is its reciprocal."""
+    return 1.0 + torch.exp(_neg_affine(x, slope, shift))
+
+
+def _sigmoid_s(x: Tensor, p: Params) -> Num:
+    """s = σ(a(x + b)), a = slope, b = shift; 1/2 for a = 0 (there 0·(x + b) is NaN where x + b
+    overflows). Compiled as 1/(1 + e^{−z}) with −z formed directly; eager as torch.sigmoid, skipping
+    exact no-ops (each eager op is a kernel)."""
+    slope, shift = p["slope"], p["shift"]
+    if slope == 0.0:
+        return 0.5
+    if torch.compiler.is_compiling():
+        return torch.reciprocal(_sigmoid_denominator(x, slope, shift))
+    z = x + shift if shift != 0.0 else x
+    return torch.sigmoid(slope * z if slope != 1.0 else z)
+
+
+def _sigmoid_times_g(x: Tensor, g: Tensor, p: Params) -> Num:
+    """g·s. Compiled, g / (1 + e^{−z}): the sigmoid's own division makes the product (one
+    division and one multiply fewer per element than g·σ); eager, g·σ(z): fewer kernels."""
+    if p["slope"] != 0.0 and torch.compiler.is_compiling():
+        return g / _sigmoid_denominator(x, p["slope"], p["shift"])
+    return g * _sigmoid_s(x, p)
+
+
+def _sigmoid_terms(x: Tensor, c: Tensor, dg: Num, frequency: float, p: Params) -> Num:
+    """s·(g' + a·g·(1 − s)), from s' = a·s(1 − s)."""
+    slope = p["slope"]
+    if slope == 0.0:  # s ≡ 1/2, s' = 0
+        return 0.5 * dg
+    s = _sigmoid_s(x, p)
+    return s * (dg + (c * (slope / frequency)) * (1.0 - s))
+
+
+def _gaussian_s(x: Tensor, p: Params) -> "tuple[Tensor, Tensor]":
+    """(d, s) with d = x − center and s = exp(−d²/width), a multiply by the rounded −1/width."""
+    center = p["center"]
+    d = x - center if center != 0.0 else x
+    return d, torch.exp((d * d) * (-1.0 / p["width"]))
+
+
+def _gaussian_terms(x: Tensor, c: Tensor, dg: Num, frequency: float, p: Params) -> Num:
+    """s·(g' − 2g·d/width), from s' = −2d/width·s; where s = 0 the product would be 0·inf = NaN
+    for d = ±inf, so s itself (0, or NaN for a NaN x) is kept."""
+    d, s = _gaussian_s(x, p)
+    return torch.where(s > 0, s * (dg + (c * (-2.0 / (p["width"] * frequency))) * d), s)
+
+
+#: g·s and g'·s + g·s' of every named shape (formulas in :mod:`.catalog`).
+SHAPE_MATH: "Mapping[str, ShapeMath]" = {
+    "sigmoid": ShapeMath(_sigmoid_times_g, _sigmoid_terms),
+    "gaussian": ShapeMath(lambda x, g, p: g * _gaussian_s(x, p)[1], _gaussian_terms),
+    "none": ShapeMath(lambda x, g, p: g, lambda x, c, dg, frequency, p: dg),
+}
+check_names(SHAPE_MATH, SHAPE_DEFAULTS, "pointwise.SHAPE_MATH")
+
+
+def _shape(shape: str) -> ShapeMath:
+    math_ = SHAPE_MATH.get(shape)
+    if math_ is None:
+        raise ValueError(f"unknown shape {shape!r}")
+    return math_
 
 
 def callable_shape_value(x: Tensor, shape: Callable[[Tensor], Tensor]) -> Tensor:
@@ -241,70 +312,19 @@ def _upcast(t: Tensor) -> Tensor:
 
 
 def _fwd(x: Tensor, spec: "GAAFSpec") -> Tensor:
-    """φ(x) + g(x)·s(x), in float32 for half inputs, returned in x's dtype."""
+    """φ(x) + g(x)·s(x), in float32 for half inputs, returned in x's dtype.
+
+    Plain differentiable ops: autograd through it gives the exact gradient too (floor and round
+    have derivative 0, the NaN guard passes it through), which is how a callable shape is
+    differentiated inside torch.compile.
+    """
     xc = _upcast(x)
+    g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
     if callable(spec.shape):
-        g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
-        gs: Tensor = g * callable_shape_value(xc, spec.shape)
+        gs: Num = g * callable_shape_value(xc, spec.shape)
     else:
-        gs = _g_times_s(xc, spec)
+        gs = _shape(spec.shape).times_g(xc, g, spec.shape_params)
     return (base_value(xc, spec.base) + gs).to(x.dtype)
-
-
-def _g_times_s(x: Tensor, spec: "GAAFSpec") -> Tensor:
-    """g(x)·s(x) for a named shape.
-
-    Compiled, the sigmoid shape is written g / (1 + e^{−a(x + b)}): the sigmoid's own division
-    makes the product (one division and one multiply fewer per element than g·σ). Eager keeps
-    g·σ(a(x + b)): fewer kernels there.
-    """
-    params = spec.shape_params
-    if spec.shape == "sigmoid" and params["slope"] != 0.0 and torch.compiler.is_compiling():
-        g, _ = sawtooth_and_slope(x, spec.frequency, spec.variant)
-        return g / (1.0 + torch.exp(_neg_affine(x, params["slope"], params["shift"])))
-    g, _ = sawtooth_and_slope(x, spec.frequency, spec.variant)
-    s, _ = named_shape_and_slope(x, spec.shape, dict(params), with_slope=False)
-    return g if isinstance(s, float) and s == 1.0 else g * s
-
-
-def _neg_affine(x: Tensor, slope: float, shift: float) -> Tensor:
-    """−slope·(x + shift), one op where slope is 1."""
-    if slope == 1.0:
-        return (-shift) - x
-    return (x + shift if shift != 0.0 else x) * (-slope)
-
-
-def _sigmoid_shape(x: Tensor, slope: float, shift: float) -> Tensor:
-    """σ(slope·(x + shift)) for slope ≠ 0; compiled as 1/(1 + e^{−z}) with −z formed directly."""
-    if torch.compiler.is_compiling():
-        return torch.reciprocal(1.0 + torch.exp(_neg_affine(x, slope, shift)))
-    z = x + shift if shift != 0.0 else x
-    return torch.sigmoid(slope * z if slope != 1.0 else z)
-
-
-def _shape_terms(x: Tensor, spec: "GAAFSpec") -> Num:
-    r"""g'(x)·s(x) + g(x)·s'(x) for a named shape, factored to save multiplies:
-
-    sigmoid: s·(g' + a·g·(1 − s)) · gaussian: s·(g' − 2g·(x − c)/w), 0 where s = 0 (there
-    x − c may be ±inf) · none: g'. The 1/K of g is folded into the constant multiplying it.
-    """
-    frequency, params = spec.frequency, spec.shape_params
-    c, dg = centered_sawtooth_and_slope(x, frequency, spec.variant)  # g = c/K
-    if spec.shape == "sigmoid":
-        slope, shift = params["slope"], params["shift"]
-        if slope == 0.0:  # s ≡ 1/2, s' = 0
-            return 0.5 * dg
-        s = _sigmoid_shape(x, slope, shift)
-        return s * (dg + (c * (slope / frequency)) * (1.0 - s))
-    if spec.shape == "gaussian":
-        center, width = params["center"], params["width"]
-        d = x - center if center != 0.0 else x
-        s = torch.exp((d * d) * (-1.0 / width))
-        # where s = 0 the product would be 0·inf = NaN for d = ±inf; s (0, or NaN for a NaN x) is kept
-        return torch.where(s > 0, s * (dg + (c * (-2.0 / (width * frequency))) * d), s)
-    if spec.shape == "none":
-        return dg
-    raise ValueError(f"unknown shape {spec.shape!r}")
 
 
 def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
@@ -327,7 +347,9 @@ def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
             if vjp is not None:
                 out = out + vjp
         return out.to(x.dtype)
-    return (gc * base_slope_plus(xc, spec.base, _as_tensor(_shape_terms(xc, spec), xc))).to(x.dtype)
+    c, dg = centered_sawtooth_and_slope(xc, spec.frequency, spec.variant)  # g = c/K
+    terms = _shape(spec.shape).terms(xc, c, dg, spec.frequency, spec.shape_params)
+    return (gc * base_slope_plus(xc, spec.base, _as_tensor(terms, xc))).to(x.dtype)
 
 
 def _as_tensor(v: Num, like: Tensor) -> Tensor:
@@ -336,6 +358,6 @@ def _as_tensor(v: Num, like: Tensor) -> Tensor:
 
 
 __all__ = [
-    "compute_dtype", "base_value", "base_slope_plus", "sawtooth_and_slope", "centered_sawtooth_and_slope",
-    "named_shape_and_slope", "callable_shape_value", "_fwd", "_bwd",
+    "BASE_MATH", "SHAPE_MATH", "BaseMath", "ShapeMath", "compute_dtype", "base_value", "base_slope_plus",
+    "sawtooth_and_slope", "centered_sawtooth_and_slope", "callable_shape_value", "_fwd", "_bwd",
 ]

@@ -19,9 +19,14 @@ derivative) gives
 
 with :math:`g' = 1` ("floor") or :math:`g' = \mathrm{sign}(xK - \mathrm{round}(xK))` ("round").
 
-Everything here is written the naive way on purpose: autograd differentiates these compositions
-and the fused op in :mod:`gaaf.activations.fused` must match them to 1e-12 in float64. The naive
-``x * K`` overflows for |x| > 3.4e38 / K, which is one reason the fused op exists.
+What is deliberately written twice. The names, parameters and defaults come from the one table,
+:mod:`.catalog`. The *values* of φ, g and s are written here a second time, independently of
+the closed forms in :mod:`.pointwise` that the fused op and its compiled kernels run: here as the
+naive composition, which autograd differentiates, there as overflow-safe values with the
+derivative φ' + g'·s + g·s' written out by hand. The fused op must match autograd of these
+compositions to 1e-12 in float64, so a slip in either writing shows up as a disagreement; sharing
+the formulas would make that comparison prove nothing. The naive ``x * K`` overflows for
+|x| > 3.4e38 / K, which is one reason the fused op exists.
 """
 from __future__ import annotations
 
@@ -30,10 +35,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-Tensor = torch.Tensor
+from .catalog import DEFAULT_FREQUENCY, SHAPE_DEFAULTS, VARIANTS, check_names, default_shape, shape_defaults
+from .catalog import BASES as _BASE_NAMES
 
-DEFAULT_FREQUENCY = 10_000.0
-VARIANTS = ("floor", "round")
+Tensor = torch.Tensor
 
 #: Base activations φ, each a plain elementwise function with PyTorch's default parameters.
 BASES: dict[str, Callable[[Tensor], Tensor]] = {
@@ -46,13 +51,7 @@ BASES: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "softplus": F.softplus,  # beta 1, threshold 20
 }
-
-#: Shape functions s(x) and their default parameters. "none" is the seed's "no s(x)" row (s ≡ 1).
-SHAPE_DEFAULTS: dict[str, dict[str, float]] = {
-    "sigmoid": {"shift": 0.0, "slope": 1.0},  # s(x) = sigmoid(slope·(x + shift))
-    "gaussian": {"center": 0.0, "width": 3.0},  # s(x) = exp(−(x − center)² / width)
-    "none": {},  # s(x) = 1
-}
+check_names(BASES, _BASE_NAMES, "reference.BASES")
 
 
 def sawtooth(x: Tensor, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor") -> Tensor:
@@ -69,25 +68,33 @@ def shape_value(x: Tensor, shape: "str | Callable[[Tensor], Tensor]", **params: 
     """s(x) for a named shape (parameters as in SHAPE_DEFAULTS) or a user callable."""
     if callable(shape):
         return shape(x)
+    if shape not in SHAPE_DEFAULTS:
+        raise ValueError(f"unknown shape {shape!r}; choose one of: {', '.join(SHAPE_DEFAULTS)}")
     p = {**SHAPE_DEFAULTS[shape], **params}
     if shape == "sigmoid":
         return torch.sigmoid(p["slope"] * (x + p["shift"]))
     if shape == "gaussian":
         return torch.exp(-((x - p["center"]) ** 2) / p["width"])
-    if shape == "none":
-        return torch.ones_like(x)
-    raise ValueError(f"unknown shape {shape!r}; choose one of: {', '.join(SHAPE_DEFAULTS)}")
+    return torch.ones_like(x)  # "none"
 
 
 def gaaf_reference(
     x: Tensor,
     base: str = "relu",
-    shape: "str | Callable[[Tensor], Tensor]" = "sigmoid",
+    shape: "str | Callable[[Tensor], Tensor] | None" = None,
     frequency: float = DEFAULT_FREQUENCY,
     variant: str = "floor",
     **shape_params: float,
 ) -> Tensor:
-    """φ(x) + g(x)·s(x), composed from plain ops so that autograd gives the exact gradient."""
+    """φ(x) + g(x)·s(x), composed from plain ops so that autograd gives the exact gradient.
+
+    Defaults as :class:`gaaf.GAAF`'s: shape None is the base's own shape, and parameters not given
+    take their defaults for this base and shape (:func:`.catalog.shape_defaults`).
+    """
+    if shape is None:
+        shape = default_shape(base)
+    if isinstance(shape, str) and shape in SHAPE_DEFAULTS:
+        shape_params = {**shape_defaults(base, shape), **shape_params}
     return BASES[base](x) + sawtooth(x, frequency, variant) * shape_value(x, shape, **shape_params)
 
 

@@ -13,8 +13,9 @@ from typing import Any, Callable, Mapping
 
 from torch import nn
 
+from .catalog import BASES, check_names
 from .modules import GAAF
-from .reference import BASES
+from .presets import GAAF_PRESETS, builtin_activations, is_gaaf_activation, resolve_activation
 
 ActivationFactory = Callable[..., nn.Module]
 
@@ -29,22 +30,7 @@ PLAIN_ACTIVATIONS: "Mapping[str, type[nn.Module]]" = MappingProxyType({
     "silu": nn.SiLU,
     "softplus": nn.Softplus,
 })
-
-#: Presets. gaaf_relu reproduces the seed's code (shift 4; its sweep found −1 best);
-#: gaaf_tanh the seed's exp(−x²/3); gaaf_sigmoid uses the same Gaussian in sigmoid's own
-#: coordinates: sigmoid(x) = (1 + tanh(x/2))/2, so exp(−(x/2)²/3) = exp(−x²/12), width 12.
-#: The other relu-like bases follow gaaf_relu.
-GAAF_PRESETS: "Mapping[str, Mapping[str, Any]]" = MappingProxyType({
-    "gaaf_relu": dict(base="relu", shape="sigmoid", shift=4.0),
-    "gaaf_tanh": dict(base="tanh", shape="gaussian", width=3.0),
-    "gaaf_sigmoid": dict(base="sigmoid", shape="gaussian", width=12.0),
-    "gaaf_leaky_relu": dict(base="leaky_relu", shape="sigmoid", shift=4.0),
-    "gaaf_elu": dict(base="elu", shape="sigmoid", shift=4.0),
-    "gaaf_gelu": dict(base="gelu", shape="sigmoid", shift=4.0),
-    "gaaf_silu": dict(base="silu", shape="sigmoid", shift=4.0),
-    "gaaf_softplus": dict(base="softplus", shape="sigmoid", shift=4.0),
-})
-assert set(PLAIN_ACTIVATIONS) == set(BASES)
+check_names(PLAIN_ACTIVATIONS, BASES, "registry.PLAIN_ACTIVATIONS")
 
 _REGISTRY: dict[str, ActivationFactory] = {}
 
@@ -65,35 +51,17 @@ def list_activations() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _gaaf_preset(defaults: Mapping[str, Any]) -> ActivationFactory:
+def _builtin(name: str) -> ActivationFactory:
+    """The factory of a built-in name: what :func:`.presets.resolve_activation` says it means."""
     def factory(**params: Any) -> nn.Module:
-        merged = dict(defaults)
-        if "shape" in params and params["shape"] != defaults["shape"]:
-            # a new shape drops the preset's shape parameters (e.g. shape="none" has none)
-            merged = {k: merged[k] for k in ("base",)}
-        merged.update(params)
-        return GAAF(**merged)
+        kind, value = resolve_activation(name, **params)
+        return PLAIN_ACTIVATIONS[value]() if kind == "plain" else GAAF(**value)
 
     return factory
 
 
-def _plain(cls: type[nn.Module], name: str) -> ActivationFactory:
-    def factory(**params: Any) -> nn.Module:
-        if params:
-            raise ValueError(
-                f"activation {name!r} takes no parameters, got {', '.join(sorted(params))} "
-                f"(did you mean 'gaaf_{name}'?)"
-            )
-        return cls()
-
-    return factory
-
-
-for _name, _cls in PLAIN_ACTIVATIONS.items():
-    register_activation(_name, _plain(_cls, _name))
-for _name, _defaults in GAAF_PRESETS.items():
-    register_activation(_name, _gaaf_preset(_defaults))
-register_activation("gaaf", lambda **params: GAAF(**params))
+for _name in builtin_activations():
+    register_activation(_name, _builtin(_name))
 
 
 def get_activation(name: "str | ActivationFactory | nn.Module | None", **params: Any) -> nn.Module:
@@ -120,6 +88,7 @@ def get_activation(name: "str | ActivationFactory | nn.Module | None", **params:
     raise ValueError(f"activation must be a name, an nn.Module class or factory, or None; got {name!r}")
 
 
-def is_gaaf_activation(name: str) -> bool:
-    """True for the registry's GAAF names: `gaaf` and every `gaaf_<base>` preset."""
-    return name == "gaaf" or name.startswith("gaaf_")
+__all__ = [
+    "GAAF_PRESETS", "PLAIN_ACTIVATIONS", "get_activation", "is_gaaf_activation", "list_activations",
+    "register_activation",
+]
