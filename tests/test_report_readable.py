@@ -123,7 +123,8 @@ def test_settings_that_differ_are_named_and_shown_per_row(tmp_path: Path):
     text = SUBSET_STUDY.replace("limit_test = 100\n", "").replace("shift = -1.0\n", "shift = -1.0\nepochs = 200\n"
                                                                   "limit_train = 1000\n")  # fmt: skip
     text = text.replace("limit_train = 256\n", "").replace('name = "relu"\n', 'name = "relu"\nlimit_train = 256\n')
-    text += '\n[[runs]]\nname = "paper-full"\nactivation = "relu"\nepochs = 3\npublished = 0.9\npublished_source = "paper"\n'
+    text += ('\n[[runs]]\nname = "paper-full"\nactivation = "relu"\nepochs = 3\n'
+             'published = 0.9\npublished_source = "paper"\n')
     root = tmp_path / "sweep"
     make_sweep(root, text, {**FINALS, "paper-full": [0.5, 0.6, 0.55]})
     md = build_report(root, plots=False).settings_markdown
@@ -247,8 +248,9 @@ def test_probe_figures_name_the_seed_and_the_layers(tmp_path: Path, saved: dict)
 def test_histogram_legend_lies_inside_the_figure(tmp_path: Path, layers: int):
     """Long run labels in a narrow figure (one panel): the old legend ran off both sides."""
     data = {}
-    for label, act, params in (("relu-with-a-long-name, seed 0", "relu", {}),
-                               ("gaaf_relu-shift=-1-with-a-long-name, seed 2", "gaaf_relu", {"shift": -1.0})):  # fmt: skip
+    long_labels = (("relu-with-a-long-name, seed 0", "relu", {}),
+                   ("gaaf_relu-shift=-1-with-a-long-name, seed 2", "gaaf_relu", {"shift": -1.0}))  # fmt: skip
+    for label, act, params in long_labels:
         _write_probes(tmp_path / label, act, params)
         data[label] = probe_plots.load_probes(tmp_path / label)
     fig = probe_plots.probe_figures(data, layers)["probe_hist.png"]

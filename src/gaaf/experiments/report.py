@@ -234,7 +234,8 @@ def run_rows(study: Study, rows: list[RunRow]) -> list[dict[str, Any]]:
     for row in rows:
         w = row.comparison
         out.append({
-            "run": row.name, "model": row.config.get("model"), **setting_fields(row.config), "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
+            "run": row.name, "model": row.config.get("model"), **setting_fields(row.config),
+            "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
             "accs": " ".join(f"{a:.6g}" for a in row.accs()), "published": row.spec.published,
             "published_source": row.spec.published_source, "published_setting": _published_setting(row.spec),
             "baseline": study.baseline_of(row.spec),

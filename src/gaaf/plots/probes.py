@@ -47,15 +47,15 @@ def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, laye
 
 def probe_figures(data: "dict[str, dict[str, Any]]", layers: int = 4) -> dict[str, Any]:
     """{file name: Figure} of the three probe figures for `data` (label → loaded probes.json)."""
-    runs = " vs ".join(data)
+    runs = "\n" + " vs ".join(data)  # a line of its own: labels can be long
     return {
         "probe_saturation.png": _per_layer_figure(
             data, "saturation", "fraction of inputs in the saturation area", log=False,
-            title=f"Fraction of activation inputs in the saturation area, per layer: {runs}"),
+            title=f"Fraction of activation inputs in the saturation area, per layer{runs}"),
         "probe_grad.png": _per_layer_figure(
             data, "mean_abs_grad", "mean |dL/d input| at the activation", log=True,
-            title=f"Mean |gradient| reaching each activation, per layer: {runs}"),
-        "probe_hist.png": _histogram_figure(data, layers, title=f"Activation input histograms, last probed epoch: {runs}"),
+            title=f"Mean |gradient| reaching each activation, per layer{runs}"),
+        "probe_hist.png": _histogram_figure(data, layers, title=f"Activation input histograms, last probed epoch{runs}"),
     }  # fmt: skip
 
 
@@ -75,8 +75,8 @@ def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *,
     fig = new_figure(4.2 * n + 2.0, 4.2, layout="constrained")
     axes = fig.subplots(1, n, sharey=True, squeeze=False)
     names = max((d["sites"] for d in data.values()), key=len)  # the layer names of the deepest run
-    cmap = colormaps["viridis"]
-    norm = colors.Normalize(vmin=0, vmax=max(len(names) - 1, 1))
+    cmap = colormaps["viridis"].resampled(len(names))  # one colour block per layer, ticks at their centres
+    norm = colors.BoundaryNorm([i - 0.5 for i in range(len(names) + 1)], len(names))
     for ax, (label, d) in zip(axes[0], data.items()):
         few = len(d["epochs"]) < 8  # single points would be invisible without markers
         plotted = False
