@@ -142,7 +142,8 @@ def _histogram_figure(data: dict[str, dict[str, Any]], layers: int, *, title: st
                 continue
             frac = [c / stats["count"] for c in stats["hist"]]
             color = _RUN_COLORS[j % len(_RUN_COLORS)]
-            legend.setdefault(f"{label} (epoch {last['epoch']})", ax.stairs(frac, d["bins"], color=color, lw=1.4))
+            entry = f"{label} (epoch {last['epoch']})"
+            legend.setdefault(entry, ax.stairs(frac, d["bins"], color=color, lw=1.4, label=entry))
             share = (stats["underflow"] + stats["overflow"]) / stats["count"]
             outside.append((f"outside [{d['bins'][0]:g}, {d['bins'][-1]:g}): {share:.1%}", color))
             rule = d.get("saturation_rule", {}).get(site)
