@@ -112,25 +112,26 @@ def test_report_table_statistics_and_files(sweep_dir: Path):
     for p in report.files:
         assert p.is_file() and p.stat().st_size > 0
     lines = report.table_markdown.splitlines()
-    assert lines[0].startswith("| num | data | backbone | activation | shift | steps | acc | published |")
-    assert lines[0].rstrip().endswith("| batch_size | optimizer | lr |")
+    assert lines[0].startswith("| run | dataset | model | activation | shift | train images | test images | epochs "
+                               "| acc | published |")
+    assert lines[0].rstrip().endswith("| preset | optimizer | lr | batch size | augment |")
     rows = {ln.split(" | ")[0].strip("| "): [c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]}
     relu = rows["relu"]
-    assert relu[1:6] == ["cifar10", "resnet8_v1", "relu", "-", "3"]
+    assert relu[1:8] == ["cifar10", "resnet8_v1", "relu", "-", "50,000 (all)", "10,000 (all)", "3"]
     s = stats.summarize(FINALS["relu"])
-    assert relu[6] == f"{s.mean:.4f} ± {s.std:.4f} (n=3)"
-    assert relu[7] == "0.8084 (seed)" and relu[8] == "baseline"
-    assert relu[10:] == ["128", "adam", "0.001"]
+    assert relu[8] == f"{s.mean:.4f} ± {s.std:.4f} (n=3)"
+    assert relu[9] == "0.8084 (seed; full data, 200 epochs)" and relu[10] == "baseline"
+    assert relu[12:] == ["seed", "adam", "0.001", "128", "none"]
 
     w = stats.welch(FINALS["gaaf_relu-shift=-1"], FINALS["relu"])
     g1 = rows["gaaf_relu-shift=-1"]
     assert g1[3:5] == ["gaaf_relu", "-1"]
-    assert g1[8] == f"{w.diff:+.4f} [{w.ci_low:+.4f}, {w.ci_high:+.4f}]" and g1[9] == w.verdict
-    assert rows["gaaf_relu-shift=2"][9] == "worse"
+    assert g1[10] == f"{w.diff:+.4f} [{w.ci_low:+.4f}, {w.ci_high:+.4f}]" and g1[11] == w.verdict
+    assert rows["gaaf_relu-shift=2"][11] == "worse"
     none = rows["gaaf_relu-shape=none"]
-    assert none[4] == "no s(x)" and none[9] == "n too small" and "[2 of 3 not finished]" in none[6]
+    assert none[4] == "no s(x)" and none[11] == "n too small" and "[2 of 3 not finished]" in none[8]
     rnd = rows["gaaf_relu-round"]
-    assert rnd[3:5] == ["gaaf_relu(round)", "-1"] and rnd[6].startswith("—")
+    assert rnd[3:5] == ["gaaf_relu(round)", "-1"] and rnd[8].startswith("—")
 
     # the partial sweep is listed, not fatal
     assert "`gaaf_relu-shape=none/seed1`: interrupted after 2 epoch(s)" in report.problems_markdown
@@ -155,7 +156,7 @@ def test_report_table_statistics_and_files(sweep_dir: Path):
 def test_report_cli_prints_table_and_writes_elsewhere(sweep_dir: Path, tmp_path: Path, capsys):
     assert main(["report", str(sweep_dir), "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "| num | data | backbone |" in out and "Not finished (5 run folders)" in out
+    assert "| run | dataset | model |" in out and "Not finished (5 run folders)" in out
     assert (tmp_path / "rep" / "report.md").is_file()
 
 

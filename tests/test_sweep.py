@@ -188,7 +188,8 @@ def test_end_to_end_skip_resume_and_failure(tmp_path: Path, fake_cifar10_dir: Pa
     # 4. the report compares the finished runs (broken is no longer part of the study)
     assert main(["report", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| relu | cifar10 | mlp | relu | - | 2 |" in printed and "| gaaf_relu-shift=-1 |" in printed
+    assert "| relu | cifar10 | mlp | relu | - | 32 of 50,000 | 16 of 10,000 | 2 |" in printed
+    assert "| gaaf_relu-shift=-1 |" in printed
     assert "broken" not in printed
     assert (out / "report" / "learning_curves.png").is_file()
 

@@ -1,16 +1,22 @@
 """`gaaf report DIR`: the seed's results table, with statistics, from a sweep folder.
 
-One row per run of the study, in the seed's column order (num, data, backbone, activation, shift,
-steps, acc, batch_size, optimizer, lr) with three columns added after acc: the published number,
-the difference to the baseline with its 95% Welch confidence interval, and a verdict.
+One row per run of the study. The columns follow the seed's table (num, data, backbone, activation,
+shift, steps, acc, batch_size, optimizer, lr), renamed to say what they hold (run, dataset, model,
+epochs; see COLUMN_NOTE), with what a reader needs to compare like with like added: the training and
+test images used, the recipe (preset, optimizer, lr, batch size, augmentation), the published number
+with the setting it was trained on, the difference to the baseline with its 95% Welch confidence
+interval, and a verdict.
 
     acc   = mean ± std (n=k) of the final test accuracy over the k finished seeds (std: ddof = 1)
     Δ     = mean(run) − mean(baseline), 95% CI by Welch's t (see stats.py)
-    steps = epochs (the seed's table calls its 200 epochs "steps")
+
+Above the table: the settings every run shares (settings.py), the ones that differ between runs,
+and a one-line warning when runs with a published number used fewer images or epochs than it.
 
 Files (all atomic): report.md (tables + plots), report.csv (one row per run × seed: the raw
-numbers), runs.csv (one row per run: the statistics). A sweep that is not finished still gets a
-report: missing, interrupted and failed runs are listed.
+numbers), runs.csv (one row per run: the statistics); both CSVs carry the training setting. A sweep
+that is not finished still gets a report: missing, interrupted and failed runs are listed; one with
+no finished run at all raises NothingToReport (`gaaf report` exits 1).
 
 This module reads the sweep folder and writes the tables; the figures (acc_vs_shift.png,
 learning_curves.png, the probe plots) are drawn by :mod:`gaaf.plots.report`, whose `build_report`
@@ -26,21 +32,24 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..activations import describe_activation
-from ..activations.describe import short_number
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..train.probes import PROBES_FILE
-from . import folders, stats
+from . import folders, settings, stats
 from .study import RunSpec, Study
 
-TABLE_COLUMNS = ("num", "data", "backbone", "activation", "shift", "steps", "acc", "published",
-                 "Δ vs baseline [95% CI]", "verdict", "batch_size", "optimizer", "lr")  # fmt: skip
-SEED_CSV_COLUMNS = ("run", "seed", "state", "dataset", "model", "activation", "shape", "shift", "variant",
-                    "stem_activation", "epochs", "batch_size", "optimizer", "lr", "final_test_acc",
-                    "best_test_acc", "best_epoch", "epochs_done", "total_seconds", "published",
-                    "published_source", "folder")  # fmt: skip
-RUN_CSV_COLUMNS = ("run", "n", "mean", "std", "accs", "published", "published_source", "baseline", "diff",
-                   "ci_low", "ci_high", "df", "p", "verdict", "missing")  # fmt: skip
+TABLE_COLUMNS = ("run", "dataset", "model", "activation", "shift", "train images", "test images", "epochs",
+                 "acc", "published", "Δ vs baseline [95% CI]", "verdict", "preset", "optimizer", "lr",
+                 "batch size", "augment")  # fmt: skip
+#: the training setting in both CSVs: images used and the split's size, epochs asked, the recipe
+SETTING_CSV_COLUMNS = ("dataset", "train_images", "train_images_total", "test_images", "test_images_total",
+                       "epochs", "preset", "optimizer", "lr", "batch_size", "augment")  # fmt: skip
+SEED_CSV_COLUMNS = ("run", "seed", "state", "model", "activation", "shape", "shift", "variant", "stem_activation",
+                    *SETTING_CSV_COLUMNS, "final_test_acc", "best_test_acc", "best_epoch", "epochs_done",
+                    "total_seconds", "published", "published_source", "published_setting", "folder")  # fmt: skip
+RUN_CSV_COLUMNS = ("run", "model", *SETTING_CSV_COLUMNS, "n", "mean", "std", "accs", "published",
+                   "published_source", "published_setting", "baseline", "diff", "ci_low", "ci_high", "df", "p",
+                   "verdict", "missing")  # fmt: skip
 
 
 @dataclass
@@ -68,6 +77,21 @@ class Report:
     table_markdown: str
     problems_markdown: str
     files: list[Path]
+    settings_markdown: str = ""  # the lines above the table: shared settings, differences, warning
+
+
+class NothingToReport(UserError):
+    """A sweep folder in which no run has finished yet (`gaaf report` says so and exits 1)."""
+
+
+def require_finished(root: Path, rows: list[RunRow]) -> None:
+    """Raise NothingToReport, counting the run folders by state, when no run has finished."""
+    states = [r.state for row in rows for r in row.results.values()]
+    if folders.FINISHED in states:
+        return
+    counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states), key=states.index))
+    raise NothingToReport(f"nothing to report yet: none of the {len(states)} run folder(s) under {root} has "
+                          f"finished ({counts or 'none planned'})")  # fmt: skip
 
 
 def load_rows(root: Path) -> tuple[Study, list[RunRow]]:
@@ -112,9 +136,23 @@ def load_rows(root: Path) -> tuple[Study, list[RunRow]]:
 
 
 def _published(spec: RunSpec) -> str:
+    """`0.8084 (seed; full data, 200 epochs)`: the number and what it was trained on."""
     if spec.published is None:
         return "—"
-    return f"{spec.published:.4f}" + (f" ({spec.published_source})" if spec.published_source else "")
+    source = f"{spec.published_source}; " if spec.published_source else ""
+    return f"{spec.published:.4f} ({source}{settings.published_setting(spec.published_source)})"
+
+
+def settings_markdown(rows: list[RunRow]) -> str:
+    """What every run was trained on, which settings differ between runs, and the warning when runs
+    used fewer images or epochs than their published numbers."""
+    shared, differ = settings.common_settings([settings.setting_of(row.config) for row in rows])
+    lines = [f"**Trained on:** {shared}." if shared else ""]
+    if differ:
+        lines.append(f"**Differs between runs** (see each row): {', '.join(differ)}.")
+    lines.append(settings.comparability_warning([(row.name, settings.setting_of(row.config), row.spec.published_source)
+                                                 for row in rows if row.spec.published is not None]))  # fmt: skip
+    return "\n\n".join(line for line in lines if line)
 
 
 def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
@@ -136,9 +174,10 @@ def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
         n_total = len(row.results)
         if row.summary.n < n_total:
             acc += f" [{n_total - row.summary.n} of {n_total} not finished]"
-        out.append([row.name, str(c.get("dataset", "?")), str(c.get("model", "?")), act, shift,
-                    str(c.get("epochs", "?")), acc, _published(row.spec), delta, verdict,
-                    str(c.get("batch_size", "?")), str(c.get("optimizer", "?")), short_number(c.get("lr", "?"))])  # fmt: skip
+        s = settings.setting_of(c)
+        out.append([row.name, s.dataset, str(c.get("model", "?")), act, shift, settings.images_cell(s.train),
+                    settings.images_cell(s.test), str(s.epochs if s.epochs is not None else "?"), acc,
+                    _published(row.spec), delta, verdict, s.preset, s.optimizer, s.lr, s.batch_size, s.augment])  # fmt: skip
     return out
 
 
@@ -178,15 +217,14 @@ def seed_rows(rows: list[RunRow], root: Path) -> list[dict[str, Any]]:
             c = r.config or row.config
             s = r.summary
             out.append({
-                "run": row.name, "seed": seed, "state": r.state, "dataset": c.get("dataset"), "model": c.get("model"),
+                "run": row.name, "seed": seed, "state": r.state, "model": c.get("model"),
                 "activation": c.get("activation"), "shape": c.get("shape"), "shift": c.get("shift"),
-                "variant": c.get("variant"), "stem_activation": c.get("stem_activation"), "epochs": c.get("epochs"),
-                "batch_size": c.get("batch_size"), "optimizer": c.get("optimizer"), "lr": c.get("lr"),
+                "variant": c.get("variant"), "stem_activation": c.get("stem_activation"), **setting_fields(c),
                 "final_test_acc": s.get("final_test_acc") if r.state == folders.FINISHED else None,
                 "best_test_acc": s.get("best_test_acc"), "best_epoch": s.get("best_epoch"),
                 "epochs_done": folders.epochs_done(r.folder), "total_seconds": s.get("total_seconds"),
                 "published": row.spec.published, "published_source": row.spec.published_source,
-                "folder": _relative(r.folder, root),
+                "published_setting": _published_setting(row.spec), "folder": _relative(r.folder, root),
             })  # fmt: skip
     return out
 
@@ -196,15 +234,30 @@ def run_rows(study: Study, rows: list[RunRow]) -> list[dict[str, Any]]:
     for row in rows:
         w = row.comparison
         out.append({
-            "run": row.name, "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
+            "run": row.name, "model": row.config.get("model"), **setting_fields(row.config),
+            "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
             "accs": " ".join(f"{a:.6g}" for a in row.accs()), "published": row.spec.published,
-            "published_source": row.spec.published_source, "baseline": study.baseline_of(row.spec),
+            "published_source": row.spec.published_source, "published_setting": _published_setting(row.spec),
+            "baseline": study.baseline_of(row.spec),
             "diff": _f(w.diff) if w else None, "ci_low": _f(w.ci_low) if w else None,
             "ci_high": _f(w.ci_high) if w else None, "df": _f(w.df) if w else None, "p": _f(w.p) if w else None,
             "verdict": w.verdict if w else ("baseline" if row.name == study.baseline_of(row.spec) or row.name == study.baseline else None),
             "missing": sum(r.state != folders.FINISHED for r in row.results.values()),
         })  # fmt: skip
     return out
+
+
+def setting_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """The SETTING_CSV_COLUMNS of one config: numbers as numbers, the augmentation as `crop+flip`/`none`."""
+    s = settings.setting_of(config)
+    return {"dataset": config.get("dataset"), "train_images": s.train.used, "train_images_total": s.train.total,
+            "test_images": s.test.used, "test_images_total": s.test.total, "epochs": config.get("epochs"),
+            "preset": config.get("preset"), "optimizer": config.get("optimizer"), "lr": config.get("lr"),
+            "batch_size": config.get("batch_size"), "augment": s.augment if s.augment != "?" else None}  # fmt: skip
+
+
+def _published_setting(spec: RunSpec) -> str | None:
+    return settings.published_setting(spec.published_source) if spec.published is not None else None
 
 
 def _f(x: float) -> float | None:
@@ -236,9 +289,15 @@ _STATS_NOTE = (
     "Δ: mean difference to the baseline run with its 95% confidence interval from Welch's t "
     "(unequal variances, Welch–Satterthwaite degrees of freedom). verdict: *better* / *worse* when the "
     "CI excludes 0, else *no significant difference*; *n too small* when either side has fewer than two "
-    "finished seeds. steps: epochs, as in the seed's table. published: the single-run number from the "
-    "seed (the first public GAAF code, Keras) or the paper (Hahn & Choi, arXiv:1806.09783). Per-seed "
-    "numbers: report.csv; statistics: runs.csv."
+    "finished seeds. published: the single-run number from the seed (the first public GAAF code, Keras; "
+    "full CIFAR-10, 200 epochs) or the paper (Hahn & Choi, arXiv:1806.09783; full data, epochs not "
+    "stated), with the setting it was trained on. Per-seed numbers: report.csv; statistics: runs.csv."
+)
+COLUMN_NOTE = (
+    "Columns: train images / test images: images used of the split (`limit_train`, `limit_test`); epochs: "
+    "epochs asked for; preset, optimizer, lr, batch size, augment: the recipe. Against the seed's README "
+    "table: run = num, dataset = data, model = backbone, epochs = steps (the seed's 200 \"steps\" are "
+    "epochs), batch size = batch_size; optimizer and lr as there."
 )
 
 
@@ -248,6 +307,7 @@ def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
     report.csv and runs.csv into `out`."""
     root, out = Path(root), Path(out)
     table = markdown_table(TABLE_COLUMNS, table_rows(study, rows))
+    above = settings_markdown(rows)
     problems = problems_markdown(rows)
     md = [f"# {study.title or 'Study report'}", ""]
     if study.description:
@@ -256,7 +316,7 @@ def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
     n_all = sum(len(row.results) for row in rows)
     md += [f"Sweep folder: `{root}` — {n_done}/{n_all} run folders finished"
            + (f"; baseline: `{study.baseline}`" if study.baseline else "") + ".", ""]  # fmt: skip
-    md += [table, "", _STATS_NOTE, ""]
+    md += [above, "", table, "", COLUMN_NOTE, "", _STATS_NOTE, ""]
     if any(row.spec.published_source == "paper" for row in rows):
         md += ["The paper does not say which CIFAR architecture it used; its numbers are shown beside ours "
                f"for orientation only (ours: {', '.join(sorted({str(r.config.get('model')) for r in rows}))}).", ""]
@@ -274,16 +334,16 @@ def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
     atomic_write_text(out / "report.csv", to_csv(SEED_CSV_COLUMNS, seeds))
     atomic_write_text(out / "runs.csv", to_csv(RUN_CSV_COLUMNS, run_rows(study, rows)))
     files = [out / "report.md", out / "report.csv", out / "runs.csv"] + [path for _, path in images]
-    return Report(study, rows, table, problems, files)
+    return Report(study, rows, table, problems, files, above)
 
 
-def probe_runs(study: Study, rows: list[RunRow]) -> dict[str, Path]:
-    """{run name: folder of its first seed that recorded probes.json}, the baseline first."""
-    found: dict[str, Path] = {}
+def probe_runs(study: Study, rows: list[RunRow]) -> dict[str, tuple[int, Path]]:
+    """{run name: (seed, folder) of its first seed that recorded probes.json}, the baseline first."""
+    found: dict[str, tuple[int, Path]] = {}
     for row in sorted(rows, key=lambda r: r.name != study.baseline):
-        for _, result in sorted(row.results.items()):
+        for seed, result in sorted(row.results.items()):
             if (result.folder / PROBES_FILE).is_file():
-                found[row.name] = result.folder
+                found[row.name] = (seed, result.folder)
                 break
     return found
 

@@ -1,6 +1,7 @@
 """`gaaf report DIR` and `gaaf plot ...`: the commands that draw figures.
 
     gaaf report runs/demo                    # report.md, report.csv, runs.csv and the plots
+                                             # (exit 1, one line, nothing written: no run finished yet)
     gaaf plot activations --out figs/        # the activation figures (more plots register beside it)
 
 `report` lives here, not beside `sweep` in gaaf.experiments.cli: its tables come from
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..experiments.report import NothingToReport
 from .activations import plot_all
 from .report import build_report
 
@@ -39,7 +42,9 @@ def _register_report(subparsers: "argparse._SubParsersAction") -> None:
     p = subparsers.add_parser(
         "report", help="tables, statistics and plots for a sweep folder",
         description="Read OUT/runs/*/seed*/ (and OUT/study.json) and write report.md, report.csv, "
-                    "runs.csv and PNG plots; print the Markdown table. Unfinished runs are listed, not fatal.",
+                    "runs.csv and PNG plots; print the Markdown table. Unfinished runs are listed, not fatal. "
+                    "Exit status: 0 report written; 1 nothing to report yet (no run has finished; nothing "
+                    "written); 2 bad input (no sweep folder).",
     )  # fmt: skip
     p.add_argument("dir", help="sweep folder written by gaaf sweep")
     p.add_argument("--out", help="report folder (default DIR/report)")
@@ -51,7 +56,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     if not root.is_dir():
         raise UserError(f"sweep folder {str(root)!r} not found; pass the --out folder of gaaf sweep")
-    report = build_report(root, Path(args.out) if args.out else None, plots=args.plots)
+    try:
+        report = build_report(root, Path(args.out) if args.out else None, plots=args.plots)
+    except NothingToReport as e:  # not bad input: the sweep has not got that far yet
+        print(f"gaaf report: {e}", file=sys.stderr)
+        return 1
+    if report.settings_markdown:
+        print(report.settings_markdown)
+        print()
     print(report.table_markdown)
     if report.problems_markdown:
         print()

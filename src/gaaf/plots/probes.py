@@ -4,10 +4,13 @@
     # -> [report/probe_saturation.png, report/probe_grad.png, report/probe_hist.png]
 
 - probe_saturation.png: fraction of inputs in the saturation area per layer over epochs, one panel per
-  run (shared y), one line per layer coloured by depth.
+  run (shared y), one line per layer coloured by depth; the colour bar names the layers ("3 stage1.1.act1").
 - probe_grad.png: mean |dL/d input| per layer over epochs (log y), same layout.
 - probe_hist.png: input histograms of a few layers (first, middle, last) at each run's last epoch,
-  the runs overlaid, with the saturation threshold marked.
+  the runs overlaid, with the saturation threshold marked; panels titled "layer 3: stage1.1.act1".
+
+Layers are numbered in forward order from 0 in all three figures. The run labels are the panel
+titles and the legend entries: `gaaf report` passes "relu, seed 0", saying which seed is shown.
 """
 from __future__ import annotations
 
@@ -16,12 +19,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from matplotlib import cm, colormaps, colors, ticker
+from matplotlib.lines import Line2D
 
 from ..errors import UserError
 from ..train.probes import load_probes
 from .figure import new_figure, save_figure
 
 _RUN_COLORS = ["tab:gray", "tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown"]
+_MAX_NAMED_LAYERS = 24  # a colour bar names every layer up to this many, else an even spread of them
 
 
 def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, layers: int = 4) -> list[Path]:
@@ -37,14 +42,21 @@ def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, laye
             raise UserError(f"run {label!r} has no probed epochs in its probes.json")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [
-        save_figure(_per_layer_figure(data, "saturation", "fraction of inputs in the saturation area", log=False),
-                    out_dir / "probe_saturation.png", dpi=110, tight=False),
-        save_figure(_per_layer_figure(data, "mean_abs_grad", "mean |dL/d input| at the activation", log=True),
-                    out_dir / "probe_grad.png", dpi=110, tight=False),
-        save_figure(_histogram_figure(data, layers), out_dir / "probe_hist.png", dpi=110, tight=False),
-    ]
-    return paths
+    return [save_figure(fig, out_dir / name, dpi=110) for name, fig in probe_figures(data, layers).items()]
+
+
+def probe_figures(data: "dict[str, dict[str, Any]]", layers: int = 4) -> dict[str, Any]:
+    """{file name: Figure} of the three probe figures for `data` (label → loaded probes.json)."""
+    runs = "\n" + " vs ".join(data)  # a line of its own: labels can be long
+    return {
+        "probe_saturation.png": _per_layer_figure(
+            data, "saturation", "fraction of inputs in the saturation area", log=False,
+            title=f"Fraction of activation inputs in the saturation area, per layer{runs}"),
+        "probe_grad.png": _per_layer_figure(
+            data, "mean_abs_grad", "mean |dL/d input| at the activation", log=True,
+            title=f"Mean |gradient| reaching each activation, per layer{runs}"),
+        "probe_hist.png": _histogram_figure(data, layers, title=f"Activation input histograms, last probed epoch{runs}"),
+    }  # fmt: skip
 
 
 def _series(d: dict[str, Any], site: str, key: str) -> tuple[list[int], list[float]]:
@@ -58,13 +70,13 @@ def _series(d: dict[str, Any], site: str, key: str) -> tuple[list[int], list[flo
     return xs, ys
 
 
-def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *, log: bool) -> Any:
+def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *, log: bool, title: str) -> Any:
     n = len(data)
-    fig = new_figure(4.2 * n + 1.2, 3.8)
+    fig = new_figure(4.2 * n + 2.0, 4.2, layout="constrained")
     axes = fig.subplots(1, n, sharey=True, squeeze=False)
-    most = max(len(d["sites"]) for d in data.values())
-    cmap = colormaps["viridis"]
-    norm = colors.Normalize(vmin=0, vmax=max(most - 1, 1))
+    names = max((d["sites"] for d in data.values()), key=len)  # the layer names of the deepest run
+    cmap = colormaps["viridis"].resampled(len(names))  # one colour block per layer, ticks at their centres
+    norm = colors.BoundaryNorm([i - 0.5 for i in range(len(names) + 1)], len(names))
     for ax, (label, d) in zip(axes[0], data.items()):
         few = len(d["epochs"]) < 8  # single points would be invisible without markers
         plotted = False
@@ -73,7 +85,7 @@ def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *,
             if log:
                 xs, ys = [x for x, y in zip(xs, ys) if y > 0], [y for y in ys if y > 0]
             if xs:
-                ax.plot(xs, ys, color=cmap(norm(i)), lw=1.2, marker="o" if few else None, ms=3)
+                ax.plot(xs, ys, color=cmap(norm(i)), lw=1.2, marker="o" if few else None, ms=3, label=f"{i} {site}")
                 plotted = True
         if not plotted:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="gray")
@@ -86,13 +98,20 @@ def _per_layer_figure(data: dict[str, dict[str, Any]], key: str, ylabel: str, *,
     axes[0][0].set_ylabel(ylabel)
     if key == "saturation":
         axes[0][0].set_ylim(0, 1)
-    fig.tight_layout(rect=(0, 0, 0.9, 1))
-    cax = fig.add_axes((0.915, 0.18, 0.015, 0.7))
-    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
-    bar.locator = ticker.MaxNLocator(integer=True)  # layers are whole numbers, not 0.25 steps
-    bar.update_ticks()
+    fig.suptitle(title, fontsize=10)
+    bar = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=list(axes[0]), fraction=0.04, pad=0.02)
+    ticks = _layer_ticks(len(names))
+    bar.set_ticks(ticks, labels=[f"{i} {names[i]}" for i in ticks])
+    bar.ax.tick_params(labelsize=6)
     bar.set_label("layer (forward order, 0 = first)")
     return fig
+
+
+def _layer_ticks(n: int) -> list[int]:
+    """Every layer index when there are few, else an even spread from the first to the last."""
+    if n <= _MAX_NAMED_LAYERS:
+        return list(range(n))
+    return sorted({round(j * (n - 1) / (_MAX_NAMED_LAYERS - 1)) for j in range(_MAX_NAMED_LAYERS)})
 
 
 def _pick_layers(sites: list[str], k: int) -> list[str]:
@@ -102,35 +121,47 @@ def _pick_layers(sites: list[str], k: int) -> list[str]:
     return [sites[j] for j in idx]
 
 
-def _histogram_figure(data: dict[str, dict[str, Any]], layers: int) -> Any:
+def _histogram_figure(data: dict[str, dict[str, Any]], layers: int, *, title: str) -> Any:
     # layers present in every run (same architecture); else each run's own first-to-last picks
-    common = [s for s in next(iter(data.values()))["sites"] if all(s in d["sites"] for d in data.values())]
+    first = next(iter(data.values()))["sites"]
+    common = [s for s in first if all(s in d["sites"] for d in data.values())]
     chosen = _pick_layers(common, layers) if common else []
     if not chosen:
         raise UserError("the runs share no activation site; probe histograms need the same model")
-    fig = new_figure(3.6 * len(chosen), 3.4)
+    width = 3.6 * len(chosen) + 0.6
+    fig = new_figure(width, 3.9, layout="constrained")
     axes = fig.subplots(1, len(chosen), squeeze=False)
+    legend: dict[str, Any] = {}  # label → handle, over all panels (a run may lack a layer's data)
+    threshold = None  # the saturation threshold's legend entry, when a run has a rule
     for ax, site in zip(axes[0], chosen):
+        outside = []
         for j, (label, d) in enumerate(data.items()):
             last = d["epochs"][-1]
             stats = last["per_site"].get(site)
             if not stats or not stats.get("count"):
                 continue
-            edges = d["bins"]
             frac = [c / stats["count"] for c in stats["hist"]]
             color = _RUN_COLORS[j % len(_RUN_COLORS)]
-            ax.stairs(frac, edges, color=color, lw=1.4,
-                      label=f"{label} (ep {last['epoch']}, out of range {(stats['underflow'] + stats['overflow']) / stats['count']:.1%})")
+            entry = f"{label} (epoch {last['epoch']})"
+            legend.setdefault(entry, ax.stairs(frac, d["bins"], color=color, lw=1.4, label=entry))
+            share = (stats["underflow"] + stats["overflow"]) / stats["count"]
+            outside.append((f"outside [{d['bins'][0]:g}, {d['bins'][-1]:g}): {share:.1%}", color))
             rule = d.get("saturation_rule", {}).get(site)
             if rule:
                 t = rule["threshold"]
-                for x in ([t] if rule["kind"] == "below" else [-t, t]):
+                for x in [t] if rule["kind"] == "below" else [-t, t]:
                     ax.axvline(x, color="black", ls="--", lw=0.8, alpha=0.6)
-        ax.set_title(site, fontsize=10)
+                threshold = Line2D([], [], color="black", ls="--", lw=0.8, alpha=0.6)
+        for k, (text, color) in enumerate(outside):  # each run's share of inputs beyond the bins
+            ax.text(0.02, 0.97 - 0.07 * k, text, transform=ax.transAxes, fontsize=7,
+                    color=color, va="top")  # fmt: skip
+        ax.set_title(f"layer {first.index(site)}: {site}", fontsize=10)
         ax.set_xlabel("activation input x")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("fraction of inputs per bin")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3) or 1, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.suptitle(title, fontsize=10)
+    if threshold is not None:
+        legend["saturation threshold"] = threshold
+    ncol = max(1, min(len(legend), int(width // 3.4)))  # ~3.4 inches per entry: labels are long
+    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
     return fig

@@ -18,7 +18,8 @@ from matplotlib.ticker import MaxNLocator
 from ..activations import describe_activation
 from ..activations.registry import is_gaaf_activation
 from ..experiments import stats
-from ..experiments.report import Report, RunRow, load_rows, probe_runs, write_report
+from ..experiments import settings
+from ..experiments.report import Report, RunRow, load_rows, probe_runs, require_finished, write_report
 from ..experiments.study import Study
 from .figure import new_figure, save_figure
 from .probes import plot_probes
@@ -30,10 +31,12 @@ PROBE_CAPTIONS = {"probe_saturation.png": "Probes: fraction of activation inputs
 
 
 def build_report(root: Path, out: "Path | None" = None, *, plots: bool = True) -> Report:
-    """Read the sweep folder `root`, write the report files into `out` (default root/report)."""
+    """Read the sweep folder `root`, write the report files into `out` (default root/report).
+    Raises NothingToReport (writing nothing) when no run in `root` has finished yet."""
     root = Path(root)
     out = Path(out) if out is not None else root / "report"
     study, rows = load_rows(root)
+    require_finished(root, rows)
     return write_report(root, out, study, rows, report_figures(study, rows, out) if plots else [])
 
 
@@ -44,7 +47,7 @@ def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[st
                           (plot_learning_curves(rows, out / "learning_curves.png"), "Learning curves")):  # fmt: skip
         if path is not None:
             images.append((caption, path))
-    probed = probe_runs(study, rows)
+    probed = {f"{name}, seed {seed}": folder for name, (seed, folder) in probe_runs(study, rows).items()}
     if probed:  # runs trained with --probe (study key probe = true): GAAF vs baseline, per layer
         images += [(PROBE_CAPTIONS.get(path.name, path.stem), path) for path in plot_probes(probed, out)]
     return images
@@ -61,8 +64,10 @@ def _shift_value(row: RunRow) -> tuple[str, float] | None:
 
 def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | None:
     """Final test accuracy vs the sigmoid shape's shift: ours as mean ± std error bars (one series
-    per activation/variant), the published single runs as crosses, the baseline as a band.
-    Returns None (and writes nothing) when the study has no GAAF runs with a shift."""
+    per activation/variant), the published single runs as crosses, the baseline's mean as a line
+    inside a grey band of ± one sample std over its seeds (one legend entry for both).
+    Returns None (and writes nothing) when the study has no GAAF runs with a shift, or none of them
+    has a result or a published number."""
     series: dict[str, list[tuple[float, RunRow]]] = defaultdict(list)
     flat = []  # GAAF runs without s(x) (or another shape): horizontal reference lines
     for row in rows:
@@ -73,7 +78,7 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
             flat.append(row)
     if not series:
         return None
-    fig = new_figure(7.5, 4.6, dpi=120, layout="constrained")
+    fig = new_figure(7.5, 5.2, dpi=120, layout="constrained")
     ax = fig.add_subplot()
     colors = ["tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
     for i, (label, points) in enumerate(sorted(series.items())):
@@ -86,35 +91,65 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
         published = [(x, r.spec.published) for x, r in points if r.spec.published is not None]
         if published:
             ax.plot([x for x, _ in published], [y for _, y in published], color=color, marker="x", linestyle=":",
-                    markersize=8, alpha=0.8, label=f"{label} (published, single run)")  # fmt: skip
-    refs: list[float] = []  # heights of the horizontal reference lines
+                    markersize=8, alpha=0.8, label=f"{label} ({_published_label(points[0][1])})")  # fmt: skip
+    refs, bands = _reference_lines(ax, study, rows, flat)
+    _frame(ax, refs, [x for points in series.values() for x, _ in points])
+    ax.set_xlabel("shift of the sigmoid shape s(x) = sigmoid(x + shift)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title("\n".join(filter(None, [study.title or "Accuracy vs shift", _ours_label(rows)])), fontsize=9)
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:  # shifted runs, but none finished and none published: nothing to show
+        return None
+    # below the axes, never over a line (loc="best" still hid reference lines near the bottom)
+    fig.legend([(h, bands[h]) if h in bands else h for h in handles], labels, fontsize=7, ncol=2,
+               loc="outside lower center", frameon=False)  # fmt: skip
+    return save_figure(fig, path, dpi=120, tight=False)
 
-    def hline(y: float, **kw: Any) -> None:
+
+def _reference_lines(ax, study: Study, rows: list[RunRow], flat: list[RunRow]) -> tuple[list[float], dict]:
+    """Draw the horizontal lines: the baseline (ours: mean inside a ± std band; published) and GAAF runs
+    without a shift. Returns (their heights, {the baseline mean's line: its band})."""
+    refs: list[float] = []
+
+    def hline(y: float, **kw: Any) -> Any:
         refs.append(y)
-        ax.axhline(y, **kw)
+        return ax.axhline(y, **kw)
 
     baseline = next((r for r in rows if r.name == study.baseline), None)
+    bands = {}  # legend entry (the mean's line) → the ± std band drawn with it: one entry for both
     if baseline is not None and baseline.summary.n:
-        m, s = baseline.summary.mean, baseline.summary.std
-        hline(m, color="black", linewidth=1.2, label=f"baseline {baseline.name} (ours)")
+        m, s, n = baseline.summary.mean, baseline.summary.std, baseline.summary.n
+        spread = "mean ± std" if s > 0 else "mean"
+        line = hline(m, color="black", linewidth=1.2, label=f"baseline {baseline.name} (ours): {spread} (n={n})")
         if s > 0:
-            ax.axhspan(m - s, m + s, color="black", alpha=0.08)
+            bands[line] = ax.axhspan(m - s, m + s, color="black", alpha=0.08)
     if baseline is not None and baseline.spec.published is not None:
         hline(baseline.spec.published, color="black", linestyle="--", linewidth=1,
-              label=f"baseline {baseline.name} (published)")  # fmt: skip
+              label=f"baseline {baseline.name} ({_published_label(baseline)})")  # fmt: skip
     for row in flat:
         if row.summary.n:
             hline(row.summary.mean, color="tab:red", linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
         if row.spec.published is not None:
             hline(row.spec.published, color="tab:red", linestyle=":", linewidth=1,
-                  label=f"{row.name} (published)")  # fmt: skip
-    _frame(ax, refs, [x for points in series.values() for x, _ in points])
-    ax.set_xlabel("shift of the sigmoid shape s(x) = sigmoid(x + shift)")
-    ax.set_ylabel("final test accuracy")
-    ax.set_title(study.title or "Accuracy vs shift", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    return save_figure(fig, path, dpi=120, tight=False)
+                  label=f"{row.name} ({_published_label(row)})")  # fmt: skip
+    return refs, bands
+
+
+def _published_label(row: RunRow) -> str:
+    """`published: full data, 200 epochs, single run` — what a published point was trained on."""
+    return f"published: {settings.published_setting(row.spec.published_source)}, single run"
+
+
+def _ours_label(rows: list[RunRow]) -> str:
+    """`ours: 256 of 50,000 training images, 1 epoch` when our runs share a subset or fewer epochs than
+    the published runs beside them (the figure travels without the report's warning); else ""."""
+    if not settings.comparability_warning([(r.name, settings.setting_of(r.config), r.spec.published_source)
+                                           for r in rows if r.spec.published is not None]):  # fmt: skip
+        return ""
+    shared, differ = settings.common_settings([settings.setting_of(r.config) for r in rows],
+                                              only=("train images", "test images", "epochs"))  # fmt: skip
+    return "ours: " + ", ".join(filter(None, [shared, *(f"{d} differ per run" for d in differ)]))
 
 
 def _frame(ax, refs: "list[float]", shifts: "list[float]") -> None:
