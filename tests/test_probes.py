@@ -302,7 +302,7 @@ def test_plot_probes_writes_pngs_that_draw_the_probes(tmp_path: Path, saved_figu
     # histograms: one panel per site, each run's last-epoch histogram as fractions, thresholds marked
     fig = saved_figures["probe_hist.png"]
     panels = data_axes(fig)
-    assert [ax.get_title() for ax in panels] == ["relu", "tanh"]
+    assert [ax.get_title() for ax in panels] == ["layer 0: relu", "layer 1: tanh"]
     for ax, site in zip(panels, ["relu", "tanh"]):
         steps = ax.patches
         assert len(steps) == 2
@@ -312,11 +312,12 @@ def test_plot_probes_writes_pngs_that_draw_the_probes(tmp_path: Path, saved_figu
             np.testing.assert_allclose(edges, d["bins"])
             np.testing.assert_allclose(values, np.array(st["hist"]) / st["count"])
             out = (st["underflow"] + st["overflow"]) / st["count"]
-            assert step.get_label() == f"{label} (ep 3, out of range {out:.1%})"
+            assert step.get_label() == f"{label} (epoch 3)"
+            assert f"outside [{d['bins'][0]:g}, {d['bins'][-1]:g}): {out:.1%}" in [t.get_text() for t in ax.texts]
         rule = data["tanh"]["saturation_rule"][site]
         marks = [0.0] if site == "relu" else [-2.0, 2.0]  # relu: below 0; tanh: |x| above 2
         assert rule["threshold"] == max(marks) and sorted(vlines(ax)) == sorted(marks * 2)  # once per run
-    assert legend_texts(fig) == [p.get_label() for p in panels[0].patches]
+    assert legend_texts(fig) == [p.get_label() for p in panels[0].patches] + ["saturation threshold"]
 
     with pytest.raises(UserError, match="probes.json"):
         plot_probes({"missing": tmp_path / "nothing"}, tmp_path / "report")
@@ -358,7 +359,7 @@ def test_plot_probes_skips_undefined_points_and_marks_empty_panels(tmp_path: Pat
     assert not grad_dead.get_lines() and [t.get_text() for t in grad_dead.texts] == ["no data"]
     assert grad_dead.get_yscale() == "log"  # shared y with the first panel
     hist = data_axes(saved_figures["probe_hist.png"])
-    assert [ax.get_title() for ax in hist] == ["a", "c"]
+    assert [ax.get_title() for ax in hist] == ["layer 0: a", "layer 2: c"]
     np.testing.assert_allclose(hist[0].patches[0].get_data()[0], [0.1, 0.2, 0.3, 0.4])
 
 

@@ -223,13 +223,16 @@ def test_report_figures_draw_the_runs(sweep_dir: Path, saved_figures):
     assert sorted(saved_figures.names()) == ["acc_vs_shift.png", "learning_curves.png"]
 
     (ax,) = data_axes(saved_figures["acc_vs_shift.png"])
-    assert ax.get_title() == "fabricated" and ax.get_ylabel() == "final test accuracy"
+    # the title's second line: what our runs were trained on (3 of the published 200 epochs)
+    assert ax.get_title() == "fabricated\nours: 50,000 (all) training images, 10,000 (all) test images, 3 epochs"
+    assert ax.get_ylabel() == "final test accuracy"
     assert ax.get_xlabel().startswith("shift of the sigmoid shape")
     # one series for the shifted gaaf_relu runs (the round variant finished nothing and has no
     # published number: no points); shape=none is a flat reference line; so are both baselines
-    assert sorted(legend_texts(ax)) == sorted([
-        "gaaf_relu (ours, mean ± std)", "gaaf_relu (published, single run)", "baseline relu (ours)",
-        "baseline relu (published)", "gaaf_relu-shape=none (ours)",
+    published_as = "published: full data, 200 epochs, single run"  # the seed's setting
+    assert sorted(legend_texts(saved_figures["acc_vs_shift.png"])) == sorted([  # below the axes: the figure's
+        "gaaf_relu (ours, mean ± std)", f"gaaf_relu ({published_as})", "baseline relu (ours): mean ± std (n=3)",
+        f"baseline relu ({published_as})", "gaaf_relu-shape=none (ours)",
     ])  # fmt: skip
     (ours,) = [c for c in ax.containers if c.get_label() == "gaaf_relu (ours, mean ± std)"]
     data_line, _, (bars,) = ours.lines
@@ -237,11 +240,11 @@ def test_report_figures_draw_the_runs(sweep_dir: Path, saved_figures):
     # std of (x − 0.005, x + 0.005, x) is 0.005: bars from mean − 0.005 to mean + 0.005
     np.testing.assert_allclose(np.array(bars.get_segments()), [[[-1.0, 0.790], [-1.0, 0.800]],
                                                                [[2.0, 0.700], [2.0, 0.710]]], atol=1e-12)  # fmt: skip
-    published = line(ax, "gaaf_relu (published, single run)")
+    published = line(ax, f"gaaf_relu ({published_as})")
     np.testing.assert_allclose(published.get_xydata(), [[-1.0, 0.7948], [2.0, 0.7441]])
     assert published.get_marker() == "x"
-    assert line(ax, "baseline relu (ours)").get_ydata()[0] == pytest.approx(0.805)
-    assert line(ax, "baseline relu (published)").get_ydata()[0] == 0.8084
+    assert line(ax, "baseline relu (ours): mean ± std (n=3)").get_ydata()[0] == pytest.approx(0.805)
+    assert line(ax, f"baseline relu ({published_as})").get_ydata()[0] == 0.8084
     assert line(ax, "gaaf_relu-shape=none (ours)").get_ydata()[0] == pytest.approx(0.66)  # its one finished seed
     assert len(hlines(ax)) == 3
     (band,) = ax.patches  # the baseline's mean ± std

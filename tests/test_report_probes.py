@@ -48,13 +48,14 @@ activation = "relu"
     assert main(["report", str(out)]) == 0
     # the baseline's panel first, then GAAF's, each drawing its own run's saturation per layer
     panels = data_axes(saved_figures["probe_saturation.png"])
-    assert [ax.get_title() for ax in panels] == ["relu", "gaaf"]
+    assert [ax.get_title() for ax in panels] == ["relu, seed 0", "gaaf, seed 0"]  # the seed shown
     for ax, name in zip(panels, ("relu", "gaaf")):
         d = probes[name]
         for ln, site in zip(ax.get_lines(), d["sites"], strict=True):
             expected = [[e["epoch"], e["per_site"][site]["saturation"]] for e in d["epochs"]]
             np.testing.assert_allclose(ln.get_xydata(), expected)
-    assert [ax.get_title() for ax in data_axes(saved_figures["probe_hist.png"])] == probes["relu"]["sites"]
+    assert [ax.get_title() for ax in data_axes(saved_figures["probe_hist.png"])] == [
+        f"layer {i}: {site}" for i, site in enumerate(probes["relu"]["sites"])]
     assert [len(ax.patches) for ax in data_axes(saved_figures["probe_hist.png"])] == [2, 2]  # both runs per layer
     report_dir = out / "report"
     for png in ("probe_saturation.png", "probe_grad.png", "probe_hist.png"):
