@@ -55,7 +55,14 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        # The store torchrun points us at may outlive a restart (--max-restarts): keys of the failed
+        # attempt (a dead rank's address) must not be read by the next one, so each attempt gets its own
+        # prefix in it.
+        store, _, _ = next(dist.rendezvous("env://"))
+        attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+        store = dist.PrefixStore(f"gaaf/attempt{attempt}/", store)
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank), device
 
 
