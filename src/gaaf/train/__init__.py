@@ -17,5 +17,6 @@ from .step import build_optimizer, conv_kernels, evaluate, lr_at, make_train_ste
 __all__ = [
     "PRESETS", "TrainConfig", "TrainState", "Training", "TrainingDiverged", "build_model_for", "build_optimizer",
     "build_training", "check_config", "config_problems", "conv_kernels", "evaluate", "evaluate_checkpoint",
-    "load_checkpoint", "load_config_file", "lr_at", "make_train_step", "new_accumulator", "resolve_config", "save_checkpoint", "train",
+    "load_checkpoint", "load_config_file", "lr_at", "make_train_step", "new_accumulator", "resolve_config",
+    "save_checkpoint", "train",
 ]

@@ -170,10 +170,10 @@ def _load_data(cfg: TrainConfig, info: distributed.DistInfo, device: torch.devic
     if info.enabled and cfg.download:  # rank 0 fetches missing files once, then every rank reads them
         distributed.run_on_main(lambda: load(True, torch.device("cpu"), limit=1) and None, info)
     splits = load(cfg.download and not info.enabled)
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drives shuffling and augmentation
     loader = DeviceLoader(
         splits.x_train, splits.y_train, cfg.batch_size // info.world_size, shuffle=True, drop_last=False,
-        augment=make_augment(cfg.augment), generator=torch.Generator().manual_seed(cfg.seed),  # CPU: shuffling, augmenting
-        rank=info.rank, world_size=info.world_size,
+        augment=make_augment(cfg.augment), generator=gen, rank=info.rank, world_size=info.world_size,
     )
     return splits, loader
 
