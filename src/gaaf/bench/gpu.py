@@ -215,7 +215,7 @@ def _epoch_fn(c: Any, device: Any, st: dict[str, Any], train_seconds: list[float
     x, y = synthetic_batch(c.cfg, st["train_images"], device, seed=2)
     xt, yt = synthetic_batch(c.cfg, st["test_images"], device, seed=3)
     loader = DeviceLoader(x, y, st["batch_size"], shuffle=True, generator=torch.Generator().manual_seed(0))
-    eval_bs = max(st["batch_size"], 256)
+    eval_bs = c.eval_batch_size
 
     def epoch() -> None:
         t0 = time.perf_counter()
@@ -225,7 +225,7 @@ def _epoch_fn(c: Any, device: Any, st: dict[str, Any], train_seconds: list[float
             c.step(xb, yb, acc)
         acc.tolist()  # the engine's one sync per epoch
         train_seconds.append(time.perf_counter() - t0)
-        evaluate(c.net, test_batches(xt, yt, eval_bs, DistInfo()), amp=c.cfg.amp,
+        evaluate(c.eval_net, test_batches(xt, yt, eval_bs, DistInfo()), amp=c.cfg.amp,
                  channels_last=c.channels_last).tolist()
 
     return epoch

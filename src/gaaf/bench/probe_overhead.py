@@ -1,5 +1,6 @@
-"""What `gaaf train --probe` costs a training step: blocks of the engine's step timed without and with
-an :class:`gaaf.train.probes.ActivationProbe` (one sampled step per block, as in training)."""
+"""What `gaaf train --probe` costs a training step: blocks of the engine's step (built by
+:func:`gaaf.train.setup.build_training`, as in training) timed without and with an
+:class:`gaaf.train.probes.ActivationProbe` (one sampled step per block, as in training)."""
 from __future__ import annotations
 
 import statistics
@@ -8,10 +9,10 @@ from typing import Any, Sequence
 
 import torch
 
-from ..models import build_model
 from ..train.config import TrainConfig
 from ..train.probes import DEFAULT_EVERY, ActivationProbe
-from ..train.step import build_optimizer, make_train_step, new_accumulator
+from ..train.setup import build_training
+from ..train.step import new_accumulator
 
 
 def measure_probe_overhead(
@@ -31,9 +32,9 @@ def measure_probe_overhead(
     overhead in percent. Each probed block holds exactly one sampled step, as in training."""
     torch.manual_seed(seed)
     dev = torch.device(device)
-    net = build_model(model, num_classes, in_shape, activation).to(dev)
     cfg = TrainConfig(model=model, activation=activation, batch_size=batch_size, device=device)
-    step = make_train_step(net, build_optimizer(net, cfg), cfg)
+    run = build_training(cfg, dev, in_shape, num_classes)
+    net, step = run.model, run.step
     x = torch.randn(batch_size, *in_shape, device=dev)        # (B, C, H, W)
     y = torch.randint(0, num_classes, (batch_size,), device=dev)  # (B,)
     acc = new_accumulator(dev)

@@ -3,12 +3,12 @@ r"""Training throughput of whole models with relu vs gaaf_relu: what GAAF costs 
 For each model, relu and gaaf_relu (shift −1, the seed sweep's best) are built from the same seed
 and trained IN THE SAME PROCESS, their steps alternating round by round (see :mod:`._timing`):
 
-* ``train``: the engine's own hot path — :func:`gaaf.train.step.make_train_step` with
-  :func:`gaaf.train.step.build_optimizer` and the ``seed`` preset (Adam, l2 1e-4 on conv kernels),
-  on one synthetic, device-resident batch of the data set's shape (CIFAR (3, 32, 32) for ResNets,
-  MNIST (1, 28, 28) for the MLP);
+* ``train``: the engine's own hot path — model, optimizer and train step built by
+  :func:`gaaf.train.setup.build_training`, exactly as ``gaaf train`` builds them, with the ``seed``
+  preset (Adam, l2 1e-4 on conv kernels), on one synthetic, device-resident batch of the data set's
+  shape (CIFAR (3, 32, 32) for ResNets, MNIST (1, 28, 28) for the MLP);
 * ``eval``: :func:`gaaf.train.step.evaluate` (no_grad, eval mode) at the engine's eval batch size
-  (max(batch, 256)).
+  (:func:`gaaf.train.setup.eval_batch_size`: max(batch, 256)).
 
 Modes: ``eager`` (the engine's default; GAAF runs its fused op with eager-compiled kernels) and
 ``compiled`` (``torch.compile(model)`` as ``--compile`` does). One timed sample is `steps` calls;
@@ -21,6 +21,7 @@ and keeps the top ops by self time (grouped by op name) with their share of the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -31,9 +32,9 @@ import torch
 from ..activations import kernels as gaaf_kernels
 from ..data import dataset_info
 from ..errors import UserError
-from ..models import build_model
-from ..train.config import resolve_config
-from ..train.step import build_optimizer, evaluate, make_train_step, new_accumulator
+from ..train.config import TrainConfig, resolve_config
+from ..train.setup import Training, build_training, eval_batch_size
+from ..train.step import evaluate, new_accumulator
 from ._timing import Timing, alternate, quartiles
 from .activations import compile_cache_room, environment, machine_line
 from .kernel_ceiling import Floor, activation_floor, gaaf_sites
@@ -127,7 +128,7 @@ def dataset_for(model: str) -> str:
     return _DATASET.get(model.strip().lower(), _DEFAULT_DATASET)
 
 
-def bench_config(model: str, activation: str, *, batch_size: int, amp: bool, device: str) -> Any:
+def bench_config(model: str, activation: str, *, batch_size: int, amp: bool, device: str) -> TrainConfig:
     """The seed preset's TrainConfig for `model` with `activation` (validated like `gaaf train`)."""
     overrides = {"model": model, "activation": activation, "dataset": dataset_for(model), "batch_size": batch_size,
                  "amp": amp, "device": device, "download": False, **ACTIVATIONS[activation]}
@@ -143,33 +144,17 @@ def synthetic_batch(cfg: Any, batch: int, device: torch.device, seed: int = 0) -
     return x.to(device), y.to(device)
 
 
-@dataclass
-class Candidate:
-    """A model ready to train and evaluate exactly as the engine does."""
-
-    model: torch.nn.Module
-    net: torch.nn.Module  # model, or torch.compile(model)
-    step: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]
-    cfg: Any
-    channels_last: bool
-
-
-def build_candidate(cfg: Any, device: torch.device, *, compile: bool, channels_last: bool, seed: int = 0) -> Candidate:
-    """Model, optimizer and train step built as :func:`gaaf.train.engine.train` builds them."""
+def build_candidate(cfg: TrainConfig, device: torch.device, *, compile: bool, channels_last: bool,
+                    seed: int = 0) -> Training:
+    """`cfg` with `compile` and `channels_last` set, built by :func:`gaaf.train.setup.build_training` —
+    the engine's own builder — on the data set's shape, its weights initialised from `seed`."""
     data = dataset_info(cfg.dataset)
     torch.manual_seed(seed)
-    model = build_model(cfg.model, data.num_classes, data.in_shape, cfg.activation, cfg.act_params(),
-                        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden,
-                        dropout=cfg.dropout).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg)
-    net = torch.compile(model) if compile else model
-    step = make_train_step(net, optimizer, cfg, channels_last=channels_last)
-    return Candidate(model, net, step, cfg, channels_last)
+    cfg = dataclasses.replace(cfg, compile=compile, channels_last=channels_last)
+    return build_training(cfg, device, data.in_shape, data.num_classes)
 
 
-def train_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
+def train_fn(c: Training, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
     """`steps` training steps on (x, y); the metrics stay on the device, as in the engine."""
     acc = new_accumulator(x.device)
 
@@ -181,12 +166,12 @@ def train_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Call
     return run
 
 
-def eval_fn(c: Candidate, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
+def eval_fn(c: Training, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
     """`steps` evaluation batches through the engine's `evaluate` (no_grad, eval mode)."""
     batches = [(x, y)] * steps
 
     def run() -> None:
-        evaluate(c.net, batches, amp=c.cfg.amp, channels_last=c.channels_last)
+        evaluate(c.eval_net, batches, amp=c.cfg.amp, channels_last=c.channels_last)
 
     return run
 
@@ -219,7 +204,7 @@ def bench_train(
         raise UserError(f"unknown mode {bad[0] if bad else '(none)'!r}; choose from: {', '.join(MODES)}")
     cl = channels_last if channels_last is not None else device.type == "cuda"  # the engine's default
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
-    eval_bs = max(batch_size, 256)  # as the engine
+    eval_bs = eval_batch_size(batch_size)  # as the engine
     result = TrainBenchResult(environment=environment(device), settings={
         "models": list(models), "batch_size": batch_size, "eval_batch_size": eval_bs, "rounds": rounds,
         "steps_per_sample": steps, "warmup": warmup, "modes": list(modes), "amp": amp, "channels_last": cl,

@@ -1,7 +1,8 @@
 """A rough time estimate for a sweep, from a short measured warm-up.
 
-We build the first run's model, time a few optimizer steps on one synthetic batch at the run's
-batch size, and scale:
+We build the first run's model, optimizer and train step as `gaaf train` does
+(`gaaf.train.setup.build_training`), time a few steps on one synthetic batch at the run's batch
+size, and scale:
 
     seconds ≈ Σ_runs (start-up + step_time · epochs left · (⌈n_train / batch⌉ + ⌈n_test / batch⌉ / 3))
 
@@ -13,6 +14,7 @@ thread count and the total divided by N.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -20,45 +22,36 @@ import time
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..activations import activation_params
 from ..data import dataset_info
-from ..models import build_model
+from ..train.config import resolve_config
+from ..train.setup import build_training
+from ..train.step import new_accumulator
 
 
 def measure_step_seconds(config: dict[str, Any], threads: int, steps: int = 3) -> float:
-    """Seconds per training step of `config`'s model on a synthetic batch (CPU, `threads` threads)."""
-    data = dataset_info(config.get("dataset", "cifar10"))
-    in_shape, classes = data.in_shape, data.num_classes
-    act_params = activation_params(config)
+    """Seconds per training step of `config` (a train config dict, as the sweep resolves each run) on
+    a synthetic batch, on the CPU with `threads` threads.
+
+    The step is the one `gaaf train` runs, built by `gaaf.train.setup.build_training` (optimizer,
+    l2 term, amp and channels_last as configured), but not compiled: compiling costs more time than
+    the estimate is worth, and the eager step is the slower one."""
+    cfg = dataclasses.replace(resolve_config(config), compile=False)
+    data = dataset_info(cfg.dataset)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads))
     try:
         torch.manual_seed(0)
-        model = build_model(
-            config.get("model", "resnet20_v1"), classes, in_shape, config.get("activation", "relu"), act_params,
-            stem_activation=config.get("stem_activation"), batch_norm=config.get("batch_norm", True),
-            hidden=config.get("hidden"), dropout=config.get("dropout", 0.0),
-        )  # fmt: skip
-        model.train()
-        params = model.parameters()
-        opt = torch.optim.SGD(params, lr=0.01) if config.get("optimizer") == "sgd" else torch.optim.Adam(params)
-        batch = int(config.get("batch_size", 128))
-        x = torch.randn(batch, *in_shape)
-        y = torch.randint(0, classes, (batch,))
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
-            opt.step()
-
-        step()  # warm-up: allocator, first-call overheads
+        run = build_training(cfg, torch.device("cpu"), data.in_shape, data.num_classes)
+        run.net.train()
+        x = torch.randn(cfg.batch_size, *data.in_shape)                  # (B, C, H, W)
+        y = torch.randint(0, data.num_classes, (cfg.batch_size,))        # (B,)
+        acc = new_accumulator("cpu")
+        run.step(x, y, acc)  # warm-up: allocator, first-call overheads
         t0 = time.perf_counter()
         done = 0
         while done < steps and (done == 0 or time.perf_counter() - t0 < 2.0):  # ≤ ~2 s on a slow machine
-            step()
+            run.step(x, y, acc)
             done += 1
         return (time.perf_counter() - t0) / done
     finally:

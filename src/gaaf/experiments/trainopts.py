@@ -2,8 +2,8 @@
 
 A study sets train options by name; this module says which names exist and turns a flat dict of
 options into the fully resolved, validated config that `gaaf train --config` will accept — using
-`gaaf.train.config` (TrainConfig, resolve_config, config_problems) so that a study accepts and
-rejects exactly what `gaaf train` does.
+`gaaf.train.config` (resolve_config, and config_problems: its one validator, check_config, without
+raising) so that a study accepts and rejects exactly what `gaaf train` does.
 """
 from __future__ import annotations
 

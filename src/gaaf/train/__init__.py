@@ -7,12 +7,16 @@
 """
 from .callbacks import TrainState
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import PRESETS, TrainConfig, config_problems, load_config_file, resolve_config
+from .config import (
+    PRESETS, TrainConfig, build_model_for, check_config, config_problems, load_config_file, resolve_config,
+)
 from .engine import TrainingDiverged, evaluate_checkpoint, train
+from .setup import Training, build_training
 from .step import build_optimizer, conv_kernels, evaluate, lr_at, make_train_step, new_accumulator
 
 __all__ = [
-    "PRESETS", "TrainConfig", "TrainState", "TrainingDiverged", "build_optimizer", "config_problems",
-    "conv_kernels", "evaluate", "evaluate_checkpoint", "load_checkpoint", "load_config_file", "lr_at",
-    "make_train_step", "new_accumulator", "resolve_config", "save_checkpoint", "train",
+    "PRESETS", "TrainConfig", "TrainState", "Training", "TrainingDiverged", "build_model_for", "build_optimizer",
+    "build_training", "check_config", "config_problems", "conv_kernels", "evaluate", "evaluate_checkpoint",
+    "load_checkpoint", "load_config_file", "lr_at", "make_train_step", "new_accumulator", "resolve_config",
+    "save_checkpoint", "train",
 ]

@@ -63,12 +63,20 @@ def _register_train(subparsers: Any) -> None:
         description="Train one model. Order of precedence: flags > --config file > --preset > defaults. "
                     "Writes OUT/config.json, metrics.csv, summary.json, last.pt, best.pt.",
     )
+    for add_group in (_model_flags, _activation_flags, _data_flags, _optimization_flags, _run_flags):
+        add_group(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="resnet{6n+2}_v1, resnet{9n+2}_v2 or mlp (default resnet20_v1)")
     g.add_argument("--no-batch-norm", dest="batch_norm", action="store_const", const=False, help="ResNets without BatchNorm")
     g.add_argument("--hidden", type=_int_list, metavar="N,N", help="MLP hidden sizes, e.g. 512,512")
     g.add_argument("--dropout", type=float, help="MLP dropout probability")
 
+
+def _activation_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("activation")
     g.add_argument("--activation", help="registry name: relu, gaaf_relu, gaaf_tanh, ... (default relu)")
     g.add_argument("--shape", help="GAAF shape s(x): sigmoid | gaussian | none")
@@ -80,6 +88,8 @@ def _register_train(subparsers: Any) -> None:
     g.add_argument("--variant", help="floor (paper) | round (seed's ex13)")
     g.add_argument("--stem-activation", dest="stem_activation", help="activation after the stem conv (default: --activation)")
 
+
+def _data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", help="cifar10 | cifar100 | svhn | mnist (default cifar10)")
     g.add_argument("--data-dir", dest="data_dir", help="data folder (default $GAAF_DATA_DIR or ~/.cache/gaaf)")
@@ -90,6 +100,8 @@ def _register_train(subparsers: Any) -> None:
     g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N", help="use the first N training images")
     g.add_argument("--limit-test", dest="limit_test", type=int, metavar="N", help="use the first N test images")
 
+
+def _optimization_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimization")
     g.add_argument("--preset", help=f"recipe: {' | '.join(PRESETS)} (default seed)")
     g.add_argument("--epochs", type=int)
@@ -103,6 +115,8 @@ def _register_train(subparsers: Any) -> None:
     g.add_argument("--lr-schedule", dest="lr_schedule", type=_schedule, metavar="E:F,...",
                    help="after E finished epochs use lr*F, e.g. 100:0.1,150:0.01; 'none' for constant")
 
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE", help="JSON/TOML config file (or a run folder's config.json)")
     g.add_argument("--out", help="run folder (default runs/<model>-<activation>-s<seed>-<time>)")
@@ -120,7 +134,6 @@ def _register_train(subparsers: Any) -> None:
     g.add_argument("--probe-every", dest="probe_every", type=int, metavar="N",
                    help="with --probe: sample one training batch in N (default 50)")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
-    p.set_defaults(func=cmd_train)
 
 
 def _register_eval(subparsers: Any) -> None:

@@ -7,6 +7,11 @@ Resolution order (later wins), as in timm's train.py:
 The fully resolved config is written to ``RUN/config.json``; ``gaaf train --config RUN/config.json``
 reproduces the run (a ``{"config": {...}, "meta": {...}}`` file and a flat dict are both accepted).
 
+One validator, `check_config(flat dict) -> (TrainConfig | None, problems)`, behind all three ways in:
+`resolve_config` (raises one UserError naming every problem), `config_problems` (study files: each
+problem reported with its TOML line) and `TrainConfig.problems()` / `.validate()`. The checks
+themselves (types, ranges, registry names) are in `gaaf.train.validate`.
+
 Learning-rate schedule: ``lr_schedule`` is a list of ``[m, f]`` steps meaning "after m finished
 epochs the learning rate is lr·f" (the last step with m < epoch wins; epochs count from 1).
 The seed's Keras ``lr_schedule(epoch)`` counts epochs from 0 and tests ``epoch > 80``, so its
@@ -17,27 +22,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
+from torch import nn
 
-from ..activations import ACTIVATION_PARAMS, get_activation, list_activations
-from ..data import DATASETS, NORMALIZATIONS, dataset_info, make_augment
+from ..activations import ACTIVATION_PARAMS
+from ..data import DATASETS, dataset_info
 from ..errors import UserError
 from ..models import build_model
+from . import validate as checks
+from .validate import DEVICES, OPTIMIZERS  # noqa: F401 - the choices, re-exported for the CLI's help
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10
     import tomli as tomllib
-
-OPTIMIZERS = ("adam", "sgd")
-DEVICES = ("auto", "cpu", "cuda")
 
 #: Keras `lr_schedule(epoch)`: epoch 0-based, `epoch > 80 → ×0.1` etc. In our 1-based
 #: "after m finished epochs" form each milestone moves up by one: the seed runs epochs 1..81
@@ -108,7 +112,7 @@ class TrainConfig:
 
     def problems(self) -> list[str]:
         """Every problem with this config, one short sentence each (empty = valid)."""
-        return _problems(self)
+        return check_config(self.to_dict())[1]
 
     def validate(self) -> "TrainConfig":
         """Raise UserError naming ALL problems (one line, '; '-separated); return self when valid."""
@@ -132,6 +136,80 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# ---------------------------------------------------------------------- the model a config describes
+def build_model_for(cfg: TrainConfig, in_shape: Sequence[int], num_classes: int) -> nn.Module:
+    """`cfg`'s model (name, activation and its parameters, stem, batch norm, MLP sizes, dropout) for
+    inputs of `in_shape` (C, H, W) and `num_classes` outputs, on torch's current default device.
+
+    The one place a config becomes a model: training, evaluation, the benchmarks, the sweep's
+    estimate and config validation (on the meta device) all build through here."""
+    return build_model(
+        cfg.model, num_classes, tuple(in_shape), cfg.activation, cfg.act_params(),
+        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden, dropout=cfg.dropout,
+    )
+
+
+# ---------------------------------------------------------------------- the one validator
+def check_config(d: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
+    """Validate a flat dict of fields (a config file's contents after `unwrap_config`): return the
+    config and no problems, or None and every problem, one short sentence each.
+
+    Fields `d` leaves out come from its preset (default: seed), then the dataclass defaults.
+    Types are checked first (a value of the wrong type stops there); then ranges and choices, the
+    registries' names and, when the activations are fine, the model itself, built on the meta device."""
+    cfg, problems = _typed(d)
+    if cfg is None:
+        return None, problems
+    values = {name: getattr(cfg, name) for name in TrainConfig.field_names()}
+    problems += checks.value_problems(values)
+    names = checks.activation_problems(values)
+    problems += names or _model_problems(cfg)
+    problems += checks.data_problems(values)
+    return (None, problems) if problems else (cfg, [])
+
+
+def _typed(d: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
+    """Keys and types: (None, problems) when a key is unknown or a value has the wrong type, else the
+    config built from the coerced values and [] (or [unknown preset]: the preset's fields left out)."""
+    names = TrainConfig.field_names()
+    unknown = [f"unknown key {k!r}" for k in sorted(set(d) - set(names))]
+    preset = d.get("preset", TrainConfig.preset)
+    known_preset = isinstance(preset, str) and preset in PRESETS
+    preset_problems = [_unknown_preset(preset)] if isinstance(preset, str) and not known_preset else []
+    given = {**(PRESETS[preset] if known_preset else {}), **{k: v for k, v in d.items() if k in names}}
+    values, type_problems = checks.coerce(_hints(), given)
+    if unknown or type_problems:
+        return None, unknown + preset_problems + type_problems
+    return TrainConfig(**values), preset_problems
+
+
+def _model_problems(cfg: TrainConfig) -> list[str]:
+    """Build the model on the meta device (no memory, no init cost) with the run's arguments: catches
+    unknown names, bad depths and options that do not fit the model (e.g. hidden on a ResNet).
+    An unknown data set is reported by data_problems; the model is checked on CIFAR-10's shape."""
+    data = dataset_info(cfg.dataset if cfg.dataset in DATASETS else "cifar10")
+    try:
+        with torch.device("meta"):
+            build_model_for(cfg, data.in_shape, data.num_classes)
+    except (ValueError, TypeError, UserError) as e:
+        return [str(e).strip().splitlines()[0] if str(e).strip() else f"cannot build model {cfg.model!r}"]
+    return []
+
+
+def _unknown_preset(preset: Any) -> str:
+    return f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}"
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _hints() -> dict[str, Any]:
+    """TrainConfig's field annotations as types (resolved once: `from __future__ import annotations`)."""
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(TrainConfig))
+    return _HINTS
+
+
 # ---------------------------------------------------------------------- resolving
 def resolve_config(
     file_dict: Mapping[str, Any] | None = None,
@@ -142,7 +220,8 @@ def resolve_config(
     """defaults < preset < `file_dict` (a config file's contents) < `overrides` (explicit flags).
 
     `overrides` entries whose value is None are ignored (argparse's "flag not given").
-    Unknown keys raise UserError listing the allowed ones.
+    Unknown keys raise UserError listing the allowed ones; every other problem is named in one
+    UserError (`check_config`). validate=False checks the types only.
     """
     file_dict = unwrap_config(file_dict or {})
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -153,32 +232,21 @@ def resolve_config(
                 f"unknown config key(s) in {source}: {', '.join(unknown)}; allowed: {', '.join(TrainConfig.field_names())}"
             )
     preset = overrides.get("preset", file_dict.get("preset", TrainConfig.preset))
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
-    merged: dict[str, Any] = {**PRESETS[preset], **file_dict, **overrides, "preset": preset}
-    problems: list[str] = []
-    values = {k: _coerce(k, v, problems) for k, v in merged.items()}
-    if problems:
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise UserError(_unknown_preset(preset))
+    merged = {**file_dict, **overrides, "preset": preset}
+    cfg, problems = check_config(merged) if validate else _typed(merged)
+    if cfg is None:
         raise UserError("invalid training config: " + "; ".join(problems))
-    cfg = TrainConfig(**values)
-    return cfg.validate() if validate else cfg
+    return cfg
 
 
 def config_problems(d: Mapping[str, Any]) -> list[str]:
     """All problems with a (flat or wrapped) config dict, without raising — for validating study files."""
     try:
-        d = unwrap_config(d)
-    except UserError as e:
+        return check_config(unwrap_config(d))[1]
+    except UserError as e:  # not a table of fields at all
         return [str(e)]
-    probs = [f"unknown key {k!r}" for k in sorted(set(d) - set(TrainConfig.field_names()))]
-    preset = d.get("preset", TrainConfig.preset)
-    if preset not in PRESETS:
-        return probs + [f"unknown preset {preset!r}; choose one of: {', '.join(sorted(PRESETS))}"]
-    known = {k: v for k, v in d.items() if k in TrainConfig.field_names()}
-    values = {k: _coerce(k, v, probs) for k, v in {**PRESETS[preset], **known}.items()}
-    if len(probs) > 0:
-        return probs
-    return TrainConfig(**values).problems()
 
 
 def unwrap_config(d: Mapping[str, Any]) -> dict[str, Any]:
@@ -209,185 +277,3 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         msg = " ".join(str(e).split())[:200]
         raise UserError(f"cannot parse config file {str(path)!r}: {msg}") from None
     return unwrap_config(data)
-
-
-# ---------------------------------------------------------------------- types and checks
-_HINTS: dict[str, Any] = {}
-
-
-def _hints() -> dict[str, Any]:
-    if not _HINTS:
-        _HINTS.update(typing.get_type_hints(TrainConfig))
-    return _HINTS
-
-
-def _coerce(name: str, value: Any, problems: list[str]) -> Any:
-    """Convert a JSON/TOML/argparse value to the field's type, or append a problem and return it as is."""
-    hint = _hints()[name]
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if value is None:
-        if optional:
-            return None
-        problems.append(f"{name} must not be empty (null)")
-        return value
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
-    origin = typing.get_origin(base)
-    try:
-        if base in _SCALARS:
-            return _coerce_scalar(base, value, _SCALARS[base][0])
-        if origin is list:
-            (inner,) = typing.get_args(base)
-            if isinstance(value, str):  # "shift,flip" from a flag or a TOML string
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise TypeError("a list")
-            return [_coerce_item(inner, v) for v in value]
-    except TypeError as e:
-        problems.append(f"{name} must be {e}, got {value!r}")
-        return value
-    return value
-
-
-#: scalar field types → (what a single value must be, what a list of them must be)
-_SCALARS: dict[type, tuple[str, str]] = {
-    bool: ("true or false", "a list of true/false values"),
-    int: ("an integer", "a list of integers"),
-    float: ("a number", "a list of numbers"),
-    str: ("a string", "a list of strings"),
-}
-
-
-def _coerce_scalar(kind: type, v: Any, what: str) -> Any:
-    """`v` as `kind` (an integral float counts as an int; a bool is never a number), else TypeError(what)."""
-    if kind is bool:
-        ok = isinstance(v, bool)
-    elif kind is int:
-        ok = not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
-    elif kind is float:
-        ok = not isinstance(v, bool) and isinstance(v, (int, float))
-    else:
-        ok = isinstance(v, str)
-    if not ok:
-        raise TypeError(what)
-    return kind(v)
-
-
-def _coerce_item(inner: Any, v: Any) -> Any:
-    if inner in _SCALARS:
-        return _coerce_scalar(inner, v, _SCALARS[inner][1])
-    if typing.get_origin(inner) is list:  # lr_schedule: list[list[float]]
-        if not isinstance(v, (list, tuple)):
-            raise TypeError("a list of [epoch, factor] pairs")
-        return [_coerce_item(typing.get_args(inner)[0], x) for x in v]
-    return v
-
-
-def _finite_pos(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
-
-
-def _problems(cfg: TrainConfig) -> list[str]:  # noqa: C901 - a flat list of checks reads best
-    p: list[str] = []
-    # types first: a config built directly (not via resolve_config) may hold anything
-    for f in dataclasses.fields(cfg):
-        _coerce(f.name, getattr(cfg, f.name), p)
-    if p:
-        return p
-    if cfg.preset not in PRESETS:
-        p.append(f"unknown preset {cfg.preset!r}; choose one of: {', '.join(sorted(PRESETS))}")
-    if cfg.epochs < 1:
-        p.append(f"epochs must be >= 1, got {cfg.epochs}")
-    if cfg.batch_size < 1:
-        p.append(f"batch_size must be >= 1, got {cfg.batch_size}")
-    if not _finite_pos(cfg.lr):
-        p.append(f"lr must be a finite number > 0, got {cfg.lr}")
-    if cfg.optimizer not in OPTIMIZERS:
-        p.append(f"unknown optimizer {cfg.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-    if not (math.isfinite(cfg.momentum) and 0 <= cfg.momentum < 1):
-        p.append(f"momentum must be in [0, 1), got {cfg.momentum}")
-    if len(cfg.adam_betas) != 2 or not all(math.isfinite(b) and 0 <= b < 1 for b in cfg.adam_betas):
-        p.append(f"adam_betas must be two numbers in [0, 1), got {cfg.adam_betas}")
-    if not _finite_pos(cfg.adam_eps):
-        p.append(f"adam_eps must be a finite number > 0, got {cfg.adam_eps}")
-    for name in ("weight_decay", "l2"):
-        v = getattr(cfg, name)
-        if not (math.isfinite(v) and v >= 0):
-            p.append(f"{name} must be a finite number >= 0, got {v}")
-    last = 0.0
-    for step in cfg.lr_schedule:
-        if len(step) != 2 or not (math.isfinite(step[0]) and step[0] >= 0) or not _finite_pos(step[1]):
-            p.append(f"lr_schedule steps must be [epoch >= 0, factor > 0], got {step}")
-            break
-        if step[0] < last:
-            p.append(f"lr_schedule epochs must be increasing, got {cfg.lr_schedule}")
-            break
-        last = step[0]
-    if cfg.probe_every < 1:
-        p.append(f"probe_every must be >= 1 (sample one training batch in N), got {cfg.probe_every}")
-    if cfg.seed < 0:
-        p.append(f"seed must be >= 0, got {cfg.seed}")
-    if cfg.device not in DEVICES:
-        p.append(f"unknown device {cfg.device!r}; choose one of: {', '.join(DEVICES)}")
-    for name in ("limit_train", "limit_test"):
-        v = getattr(cfg, name)
-        if v is not None and v < 1:
-            p.append(f"{name} must be >= 1 (or unset for all images), got {v}")
-    if not (math.isfinite(cfg.dropout) and 0 <= cfg.dropout < 1):
-        p.append(f"dropout must be in [0, 1), got {cfg.dropout}")
-    if cfg.hidden is not None and (not cfg.hidden or any(h < 1 for h in cfg.hidden)):
-        p.append(f"hidden must be a non-empty list of sizes >= 1, got {cfg.hidden}")
-    if cfg.out is not None and not cfg.out.strip():
-        p.append("out must be a folder path, got an empty string")
-    p += _registry_problems(cfg)
-    return p
-
-
-def _registry_problems(cfg: TrainConfig) -> list[str]:
-    """Names checked against the live registries (models, data sets, activations, augmentations)."""
-    p: list[str] = []
-    acts = list_activations()
-    if cfg.activation not in acts:
-        p.append(f"unknown activation {cfg.activation!r}; choose one of: {', '.join(acts)}")
-    else:
-        try:  # builds one tiny layer: catches e.g. relu with --shift, bad shape, width <= 0
-            get_activation(cfg.activation, **cfg.act_params())
-        except (ValueError, TypeError) as e:
-            p.append(f"activation {cfg.activation!r}: {e}")
-    if cfg.stem_activation is not None and cfg.stem_activation not in acts:
-        p.append(f"unknown stem_activation {cfg.stem_activation!r}; choose one of: {', '.join(acts)}")
-    if not p:  # activations fine: now the model with them
-        p += _model_problems(cfg)
-    p += _data_problems(cfg)
-    return p
-
-
-def _model_problems(cfg: TrainConfig) -> list[str]:
-    """Build the model on the meta device (no memory, no init cost) with the run's arguments: catches
-    unknown names, bad depths and options that do not fit the model (e.g. hidden on a ResNet).
-    An unknown data set is reported by _data_problems; the model is checked on CIFAR-10's shape."""
-    data = dataset_info(cfg.dataset if cfg.dataset in DATASETS else "cifar10")
-    try:
-        with torch.device("meta"):
-            build_model(
-                cfg.model, data.num_classes, data.in_shape, cfg.activation, cfg.act_params(),
-                stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden,
-                dropout=cfg.dropout,
-            )
-    except (ValueError, TypeError, UserError) as e:
-        return [str(e).strip().splitlines()[0] if str(e).strip() else f"cannot build model {cfg.model!r}"]
-    return []
-
-
-def _data_problems(cfg: TrainConfig) -> list[str]:
-    p: list[str] = []
-    if cfg.dataset not in DATASETS:
-        p.append(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}")
-    if cfg.normalize not in NORMALIZATIONS:
-        p.append(f"unknown normalize {cfg.normalize!r}; choose one of: {', '.join(NORMALIZATIONS)}")
-    if cfg.augment:
-        try:
-            make_augment(cfg.augment)
-        except (ValueError, UserError) as e:
-            p.append(str(e))
-    return p

@@ -3,6 +3,7 @@
     from gaaf.train import resolve_config, train
     summary = train(resolve_config(overrides={"model": "resnet8_v1", "epochs": 2, "out": "runs/a"}))
 
+Model, optimizer and train step come from `gaaf.train.setup.build_training` (as in the benchmarks).
 Per epoch: train with metrics summed on the device (one host sync per epoch), evaluate under
 no_grad, then write last.pt (+ best.pt), metrics.csv and call the callbacks. The run folder is
 described in docs/DEVELOPING.md. Under torchrun (WORLD_SIZE > 1) the model is wrapped in
@@ -17,22 +18,23 @@ import random
 import sys
 import time
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..data import DeviceLoader, load_dataset, make_augment
+from ..data import DeviceLoader, Splits, load_dataset, make_augment
 from ..errors import UserError
 from ..io import atomic_write_bytes
-from ..models import build_model, count_parameters
+from ..models import count_parameters
 from . import claim, distributed, runfolder
 from . import resume as resuming
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
-from .config import TrainConfig
-from .step import build_optimizer, evaluate, lr_at, make_train_step, new_accumulator
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig, build_model_for
+from .setup import Training, build_training
+from .step import evaluate, lr_at, new_accumulator
 
 
 class TrainingDiverged(UserError):
@@ -85,137 +87,176 @@ def _train(
     cfg: TrainConfig, info: distributed.DistInfo, device: torch.device, callbacks: list[Any],
     progress: bool, mode: str, log: bool, claims: contextlib.ExitStack,
 ) -> dict[str, Any]:
-    main = info.is_main
-    log = log and main
+    log = log and info.is_main
     check_optional_features(cfg)  # before touching the run folder
-    # ---- run folder: refuse to overwrite, or load the checkpoint to resume from. Rank 0 decides and
-    # reads last.pt; every rank gets that very checkpoint (or None: start fresh), or rank 0's error.
+    cfg, ckpt = _open_run(cfg, info, mode, claims)
+    out = Path(cfg.out)
+
+    # ---- seeds, data (device-resident), model, optimizer, train step; on resume their saved states
+    seed_everything(cfg.seed)
+    splits, loader = _load_data(cfg, info, device)  # on failure the claim removes a folder it made (still empty)
+    run = build_training(cfg, device, splits.in_shape, splits.num_classes, info=info, state=ckpt)
+    torch.manual_seed(cfg.seed + info.rank)  # dropout streams differ per rank, init did not
+    record = _restore(ckpt, info, loader.generator)
+    state = _begin(out, run, ckpt, record, splits, info, device, callbacks, log)
+
+    # ---- the loop
+    for epoch in range(record.epoch + 1, cfg.epochs + 1):
+        lr = lr_at(cfg, epoch)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        loss_sum, correct, n = _train_epoch(run, loader, epoch, info, device, t0, progress and log)
+        train_seconds = time.perf_counter() - t0
+        if not math.isfinite(loss_sum):
+            _diverged(out, epoch, loss_sum, record.rows, info.is_main, callbacks, state)
+        test_loss_sum, test_correct, test_n = _test_epoch(run, splits, info)
+        row = {
+            "epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
+            "test_loss": test_loss_sum / test_n, "test_acc": test_correct / test_n,
+            "epoch_seconds": time.perf_counter() - t0, "images_per_second": n / train_seconds,
+        }
+        is_best = record.add(row)
+        _save_epoch(out, run, record, is_best, loader.generator, info)
+        state.epoch = epoch
+        call(callbacks, "on_epoch_end", state, row)
+        if log:
+            print(_epoch_line(row, cfg.epochs), file=sys.stderr, flush=True)
+    return _finish(out, run, record, info, device, callbacks, state)
+
+
+@dataclass
+class _Record:
+    """What the run has done so far (restored from last.pt on resume): what last.pt saves."""
+
+    epoch: int = 0  # the last finished epoch
+    best_acc: float = -1.0
+    best_epoch: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv's rows
+    total_seconds: float = 0.0
+
+    def add(self, row: dict[str, Any]) -> bool:
+        """Record a finished epoch's row; True when it is the best so far."""
+        self.rows.append(row)
+        self.epoch = row["epoch"]
+        self.total_seconds += row["epoch_seconds"]
+        is_best = row["test_acc"] > self.best_acc
+        if is_best:
+            self.best_acc, self.best_epoch = row["test_acc"], row["epoch"]
+        return is_best
+
+
+def _open_run(cfg: TrainConfig, info: distributed.DistInfo, mode: str,
+              claims: contextlib.ExitStack) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Claim the run folder, then refuse to overwrite it or load the checkpoint to resume from.
+
+    Rank 0 decides and reads last.pt; every rank gets that very checkpoint (or None: start fresh),
+    or rank 0's error. Returns `cfg` with `out` set (config.json records where the run went)."""
     out = Path(cfg.out) if cfg.out else distributed.broadcast_object(runfolder.default_out(cfg), info)
-    cfg = dataclasses.replace(cfg, out=str(out))  # config.json records where the run went
+    cfg = dataclasses.replace(cfg, out=str(out))
     distributed.run_on_main(lambda: claims.enter_context(claim.take(out)) and None, info)  # one process per run folder
     ckpt = distributed.run_on_main(lambda: resuming.open_run(out, cfg, mode), info)
     if cfg.batch_size % info.world_size:
         raise UserError(f"batch_size {cfg.batch_size} must be a multiple of the number of processes ({info.world_size})")
+    return cfg, ckpt
 
-    # ---- seeds, data (device-resident), model, optimizer
-    seed_everything(cfg.seed)
 
-    def load(download: bool, device: torch.device = device, limit: int | None = None) -> Any:
+def _load_data(cfg: TrainConfig, info: distributed.DistInfo, device: torch.device) -> tuple[Splits, DeviceLoader]:
+    """The data set on `device` and this rank's shuffling, augmenting training loader."""
+    def load(download: bool, device: torch.device = device, limit: int | None = None) -> Splits:
         return load_dataset(cfg.dataset, cfg.data_dir, download=download, normalize=cfg.normalize, device=device,
                             limit_train=limit or cfg.limit_train, limit_test=limit or cfg.limit_test)
 
     if info.enabled and cfg.download:  # rank 0 fetches missing files once, then every rank reads them
         distributed.run_on_main(lambda: load(True, torch.device("cpu"), limit=1) and None, info)
-    splits = load(cfg.download and not info.enabled)  # on failure the claim removes a folder it made (still empty)
-    loader_gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drives shuffling and augmentation
-    train_loader = DeviceLoader(
+    splits = load(cfg.download and not info.enabled)
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU: drives shuffling and augmentation
+    loader = DeviceLoader(
         splits.x_train, splits.y_train, cfg.batch_size // info.world_size, shuffle=True, drop_last=False,
-        augment=make_augment(cfg.augment), generator=loader_gen, rank=info.rank, world_size=info.world_size,
+        augment=make_augment(cfg.augment), generator=gen, rank=info.rank, world_size=info.world_size,
     )
-    model = build_model(
-        cfg.model, splits.num_classes, splits.in_shape, cfg.activation, cfg.act_params(),
-        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden, dropout=cfg.dropout,
-    ).to(device)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg)
-    torch.manual_seed(cfg.seed + info.rank)  # dropout streams differ per rank, init did not
+    return splits, loader
 
-    start_epoch, best_acc, best_epoch, rows, total_seconds = 1, -1.0, 0, [], 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = ckpt["epoch"] + 1
-        best_acc, best_epoch = ckpt["best_acc"], ckpt["best_epoch"]
-        rows, total_seconds = list(ckpt["metrics"]), float(ckpt["total_seconds"])
-        states = ckpt["rng"]
-        set_rng_state(states[info.rank % len(states)], loader_gen)
 
-    net: nn.Module = model
-    if info.enabled:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    eval_net: nn.Module = model
-    if cfg.compile:
-        net = torch.compile(net)
-        eval_net = torch.compile(model) if info.enabled else net
-    step = make_train_step(net, optimizer, cfg, channels_last=channels_last)
-    eval_bs = max(cfg.batch_size, 256)  # eval has no activations to keep: bigger batches, same result
+def _restore(ckpt: dict[str, Any] | None, info: distributed.DistInfo, loader_gen: torch.Generator) -> _Record:
+    """The record to continue (empty for a fresh run); on resume also this rank's RNG streams."""
+    if ckpt is None:
+        return _Record()
+    states = ckpt["rng"]
+    set_rng_state(states[info.rank % len(states)], loader_gen)
+    return _Record(epoch=ckpt["epoch"], best_acc=ckpt["best_acc"], best_epoch=ckpt["best_epoch"],
+                   rows=list(ckpt["metrics"]), total_seconds=float(ckpt["total_seconds"]))
 
-    # ---- config.json, callbacks
-    if main:
-        created = resuming.reconcile(out, ckpt) if ckpt is not None else None  # metrics.csv, best.pt as last.pt says
+
+def _begin(out: Path, run: Training, ckpt: dict[str, Any] | None, record: _Record, splits: Splits,
+           info: distributed.DistInfo, device: torch.device, callbacks: list[Any], log: bool) -> TrainState:
+    """config.json (after a resume: metrics.csv and best.pt as last.pt says), then the callbacks."""
+    cfg = run.cfg
+    if info.is_main:
+        created = resuming.reconcile(out, ckpt) if ckpt is not None else None
         runfolder.write_config(out, cfg, runfolder.run_meta(device, info.world_size, created))
-    state = TrainState(model=model, cfg=cfg, out_dir=out, device=device, optimizer=optimizer,
-                       epoch=start_epoch - 1, rank=info.rank, world_size=info.world_size, splits=splits)
+    state = TrainState(model=run.model, cfg=cfg, out_dir=out, device=device, optimizer=run.optimizer,
+                       epoch=record.epoch, rank=info.rank, world_size=info.world_size, splits=splits)
     if cfg.tensorboard:
         callbacks.append(TensorBoardCallback())
     if cfg.probe:
         callbacks.append(make_probe_callback(state))
     call(callbacks, "on_train_start", state)
-    if main and start_epoch > cfg.epochs:  # --resume auto on a finished run: said even with --quiet
+    if info.is_main and record.epoch >= cfg.epochs:  # --resume auto on a finished run: said even with --quiet
         print(f"{out} already finished epoch {cfg.epochs} of {cfg.epochs}; nothing to train", file=sys.stderr)
     elif log and ckpt is not None:
-        print(f"resuming {out} after epoch {start_epoch - 1}", file=sys.stderr)
+        print(f"resuming {out} after epoch {record.epoch}", file=sys.stderr)
+    return state
 
-    # ---- the loop
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        lr = lr_at(cfg, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        net.train()
-        t0 = time.perf_counter()
-        acc = new_accumulator(device)  # [Σ loss·n, Σ correct, Σ n], summed on the device
-        for x, y in _progress(train_loader, epoch, cfg.epochs, acc, t0, progress and log):
-            step(x, y, acc)
-        distributed.all_reduce_sum(acc, info)
-        loss_sum, correct, n = acc.tolist()  # the epoch's one host sync
-        train_seconds = time.perf_counter() - t0
-        if not math.isfinite(loss_sum):
-            _diverged(out, epoch, loss_sum, rows, main, callbacks, state)
 
-        distributed.sync_buffers(model, info)
-        test = distributed.all_reduce_sum(
-            evaluate(eval_net, test_batches(splits.x_test, splits.y_test, eval_bs, info), amp=cfg.amp,
-                     channels_last=channels_last), info)
-        test_loss_sum, test_correct, test_n = test.tolist()
-        epoch_seconds = time.perf_counter() - t0
-        total_seconds += epoch_seconds
-        row = {
-            "epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
-            "test_loss": test_loss_sum / test_n, "test_acc": test_correct / test_n,
-            "epoch_seconds": epoch_seconds, "images_per_second": n / train_seconds,
-        }
-        rows.append(row)
-        is_best = row["test_acc"] > best_acc
-        if is_best:
-            best_acc, best_epoch = row["test_acc"], epoch
-        rng = distributed.gather_objects(rng_state(loader_gen), info)  # every rank's RNG, for an exact resume
-        if main:
-            ckpt_args = dict(model=model, optimizer=optimizer, cfg=cfg, epoch=epoch, lr=lr, best_acc=best_acc,
-                             best_epoch=best_epoch, metrics=rows, total_seconds=total_seconds, rng=rng)
-            save_checkpoint(out / "last.pt", **ckpt_args)
-            if is_best:  # the same checkpoint: copy the bytes rather than serialise it twice
-                atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())
-            runfolder.write_metrics(out, rows)
-        state.epoch = epoch
-        call(callbacks, "on_epoch_end", state, row)
-        if log:
-            print(_epoch_line(row, cfg.epochs), file=sys.stderr, flush=True)
+def _train_epoch(run: Training, loader: DeviceLoader, epoch: int, info: distributed.DistInfo,
+                 device: torch.device, t0: float, show: bool) -> list[float]:
+    """One pass over this rank's shard: [Σ loss·n, Σ correct, Σ n] summed on the device over all
+    ranks, read back once (the epoch's one host sync)."""
+    run.net.train()
+    acc = new_accumulator(device)
+    for x, y in _progress(loader, epoch, run.cfg.epochs, acc, t0, show):
+        run.step(x, y, acc)
+    distributed.all_reduce_sum(acc, info)
+    return acc.tolist()
 
-    # ---- summary
-    last = rows[-1]
+
+def _test_epoch(run: Training, splits: Splits, info: distributed.DistInfo) -> list[float]:
+    """[Σ loss·n, Σ correct, Σ n] over the whole test set (each rank evaluates its slice)."""
+    distributed.sync_buffers(run.model, info)
+    batches = test_batches(splits.x_test, splits.y_test, run.eval_batch_size, info)
+    sums = evaluate(run.eval_net, batches, amp=run.cfg.amp, channels_last=run.channels_last)
+    return distributed.all_reduce_sum(sums, info).tolist()
+
+
+def _save_epoch(out: Path, run: Training, record: _Record, is_best: bool, loader_gen: torch.Generator,
+                info: distributed.DistInfo) -> None:
+    """last.pt (+ best.pt), then metrics.csv, each atomic, on rank 0; every rank's RNG goes into last.pt."""
+    rng = distributed.gather_objects(rng_state(loader_gen), info)  # every rank's RNG, for an exact resume
+    if not info.is_main:
+        return
+    save_checkpoint(out / "last.pt", model=run.model, optimizer=run.optimizer, cfg=run.cfg, epoch=record.epoch,
+                    lr=record.rows[-1]["lr"], best_acc=record.best_acc, best_epoch=record.best_epoch,
+                    metrics=record.rows, total_seconds=record.total_seconds, rng=rng)
+    if is_best:  # the same checkpoint: copy the bytes rather than serialise it twice
+        atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())
+    runfolder.write_metrics(out, record.rows)
+
+
+def _finish(out: Path, run: Training, record: _Record, info: distributed.DistInfo, device: torch.device,
+            callbacks: list[Any], state: TrainState) -> dict[str, Any]:
+    """summary.json (rank 0) and the callbacks' on_train_end; returns the summary."""
+    last = record.rows[-1]
     summary = {
         "status": "finished",
         "final_test_acc": last["test_acc"], "final_test_loss": last["test_loss"],
-        "best_test_acc": best_acc, "best_epoch": best_epoch, "epochs": last["epoch"],
-        "total_seconds": total_seconds, "parameters": count_parameters(model),
+        "best_test_acc": record.best_acc, "best_epoch": record.best_epoch, "epochs": last["epoch"],
+        "total_seconds": record.total_seconds, "parameters": count_parameters(run.model),
         "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
-        "images_per_second": _mean([r["images_per_second"] for r in rows[-5:]]),
+        "images_per_second": _mean([r["images_per_second"] for r in record.rows[-5:]]),
         "world_size": info.world_size, "device": device.type,
     }
-    if main:
+    if info.is_main:
         runfolder.write_summary(out, summary)
     call(callbacks, "on_train_end", state, summary)
     return summary
@@ -284,10 +325,7 @@ def evaluate_checkpoint(
         normalize=cfg.normalize, device=dev, limit_train=cfg.limit_train,
         limit_test=limit_test if limit_test is not None else cfg.limit_test,
     )
-    model = build_model(
-        cfg.model, splits.num_classes, splits.in_shape, cfg.activation, cfg.act_params(),
-        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden, dropout=cfg.dropout,
-    ).to(dev)
+    model = build_model_for(cfg, splits.in_shape, splits.num_classes).to(dev)
     model.load_state_dict(ckpt["model"])
     sums = evaluate(model, test_batches(splits.x_test, splits.y_test, batch_size, distributed.DistInfo()), amp=cfg.amp)
     loss_sum, correct, n = sums.tolist()
