@@ -74,7 +74,7 @@ def test_validate_reports_all_problems_at_once():
     ({"model": "resnet21_v1"}, "depth must be 6n+2"),
     ({"model": "vgg16"}, "unknown model 'vgg16'"),
     ({"activation": "swishy"}, "unknown activation 'swishy'; choose one of:"),
-    ({"activation": "relu", "shift": 1.0}, "takes no parameters"),
+    ({"activation": "relu", "shift": 1.0}, "activation 'relu' takes no parameters, got shift (did you mean 'gaaf_relu'?)"),
     ({"activation": "gaaf_tanh", "width": -1.0}, "width must be"),
     ({"activation": "gaaf_relu", "variant": "ceil"}, "unknown variant 'ceil'"),
     ({"dataset": "imagenet"}, "unknown dataset 'imagenet'; choose one of: cifar10"),

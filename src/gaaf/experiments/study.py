@@ -38,6 +38,7 @@ from typing import Any
 
 from ..errors import UserError
 from . import trainopts
+from .toml_lines import TomlLineIndex
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -147,42 +148,11 @@ def parse_study(text: str, path: str = "<study>", *, check_values: bool = True) 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise StudyError(path, [f"not valid TOML: {e}"]) from None
-    return _Validator(data, _LineIndex(text), path).run(check_values)
-
-
-class _LineIndex:
-    """Where keys are in the TOML text: tomllib gives no positions, so we scan the lines for
-    table headers and `key =` at their start (good enough to point a person at the right line)."""
-
-    _array = re.compile(r"^\s*\[\[\s*([A-Za-z0-9_\-]+)\s*\]\]")
-    _table = re.compile(r"^\s*\[\s*([A-Za-z0-9_\-]+)\s*\]")
-    _key = re.compile(r"""^\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*=""")
-
-    def __init__(self, text: str):
-        self.lines: dict[tuple[str, str], int] = {}
-        table, counts, in_string = "", {}, False
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if in_string:  # inside a multi-line string: nothing here is a key
-                in_string = (line.count('"""') + line.count("'''")) % 2 == 0
-                continue
-            if m := self._array.match(line):
-                i = counts.get(m.group(1), 0)
-                counts[m.group(1)] = i + 1
-                table = f"{m.group(1)}[{i}]"
-                self.lines[(table, "")] = lineno
-            elif m := self._table.match(line):
-                table = m.group(1)
-                self.lines[(table, "")] = lineno
-            elif m := self._key.match(line):
-                self.lines.setdefault((table, m.group(1).strip("\"'")), lineno)
-            in_string = in_string or (line.count('"""') + line.count("'''")) % 2 == 1
-
-    def find(self, table: str, key: str = "") -> int | None:
-        return self.lines.get((table, key)) or self.lines.get((table, ""))
+    return _Validator(data, TomlLineIndex(text), path).run(check_values)
 
 
 class _Validator:
-    def __init__(self, data: dict[str, Any], lines: _LineIndex, path: str):
+    def __init__(self, data: dict[str, Any], lines: TomlLineIndex, path: str):
         self.data, self.lines, self.path = data, lines, path
         self.problems: list[tuple[int, str]] = []
         self.fields = trainopts.study_fields()

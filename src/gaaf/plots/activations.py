@@ -128,22 +128,7 @@ def activation_figure(name: str, frequency: float = DEFAULT_FREQUENCY, **params:
     ax_d.set_title("difference φ_new − φ = g(x)·s(x), |·| ≤ 0.5/K", fontsize=10)
     ax_d.set_ylabel("(φ_new − φ) · K")
 
-    # zoom: three periods just right of x0, where s(x0) is sizeable
-    x0 = _zoom_center(spec)
-    k = np.linspace(0.0, 3.0, 3000)
-    xz = (np.floor(x0 * frequency) + k) / frequency
-    yz_new, _ = _values_and_grad(act, xz)
-    yz_base, _ = _values_and_grad(base, xz)
-    dz = (yz_new - yz_base) * scale
-    dz[1:][np.abs(np.diff(dz)) > 0.25] = np.nan  # break the line at the jumps
-    ax_z.plot(k, dz, color="C0", lw=1.5, label="φ_new − φ")
-    ax_z.axhline(0.5, color="0.5", ls=":", lw=1, label="bound ±0.5/K")
-    ax_z.axhline(-0.5, color="0.5", ls=":", lw=1)
-    ax_z.set_ylim(-0.6, 0.6)
-    ax_z.set_title(f"zoom: three periods 1/K from x ≈ {x0:g}", fontsize=10)
-    start = float(np.floor(x0 * frequency) / frequency)
-    ax_z.set_xlabel(f"(x {'−' if start >= 0 else '+'} {abs(start):g}) · K")
-    ax_z.set_ylabel("(φ_new − φ) · K")
+    _draw_zoom(ax_z, act, base, spec, frequency, scale)
 
     ax_g.plot(x, d_base, color="0.3", lw=3, alpha=0.5, label=f"φ' ({spec.base})")
     ax_g.plot(x, d_new, color="C3", lw=1.5, label="φ_new' (autograd through gaaf)")
@@ -157,6 +142,25 @@ def activation_figure(name: str, frequency: float = DEFAULT_FREQUENCY, **params:
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(f"{name}: {label}")
     return fig
+
+
+def _draw_zoom(ax: Any, act: torch.nn.Module, base: torch.nn.Module, spec: Any, frequency: float, scale: float) -> None:
+    """φ_new − φ over three periods 1/K just right of x0, where s(x0) is sizeable."""
+    x0 = _zoom_center(spec)
+    k = np.linspace(0.0, 3.0, 3000)
+    xz = (np.floor(x0 * frequency) + k) / frequency
+    yz_new, _ = _values_and_grad(act, xz)
+    yz_base, _ = _values_and_grad(base, xz)
+    dz = (yz_new - yz_base) * scale
+    dz[1:][np.abs(np.diff(dz)) > 0.25] = np.nan  # break the line at the jumps
+    ax.plot(k, dz, color="C0", lw=1.5, label="φ_new − φ")
+    ax.axhline(0.5, color="0.5", ls=":", lw=1, label="bound ±0.5/K")
+    ax.axhline(-0.5, color="0.5", ls=":", lw=1)
+    ax.set_ylim(-0.6, 0.6)
+    ax.set_title(f"zoom: three periods 1/K from x ≈ {x0:g}", fontsize=10)
+    start = float(np.floor(x0 * frequency) / frequency)
+    ax.set_xlabel(f"(x {'−' if start >= 0 else '+'} {abs(start):g}) · K")
+    ax.set_ylabel("(φ_new − φ) · K")
 
 
 def relu_gradients_figure(frequency: float = DEFAULT_FREQUENCY, shifts: Sequence[float] = RELU_SHIFTS) -> Figure:

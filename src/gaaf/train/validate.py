@@ -160,7 +160,8 @@ def activation_problems(v: Mapping[str, Any]) -> list[str]:
         try:
             get_activation(v["activation"], **activation_params(v))
         except (ValueError, TypeError) as e:
-            p.append(f"activation {v['activation']!r}: {e}")
+            msg = str(e)  # the registry's own message may already start with the quoted name
+            p.append(f"activation {msg}" if msg.startswith(repr(v["activation"])) else f"activation {v['activation']!r}: {msg}")
     if v["stem_activation"] is not None and v["stem_activation"] not in acts:
         p.append(f"unknown stem_activation {v['stem_activation']!r}; choose one of: {', '.join(acts)}")
     return p
