@@ -69,7 +69,7 @@ and the result is cast back to the input's dtype.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Mapping, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -156,11 +156,16 @@ BASE_MATH: "Mapping[str, BaseMath]" = {
 check_names(BASE_MATH, BASES, "pointwise.BASE_MATH")
 
 
+def _lookup(table: "Mapping[str, Any]", name: str, kind: str) -> Any:
+    """table[name], or ValueError naming what is unknown (the spec validated names long before)."""
+    found = table.get(name)
+    if found is None:
+        raise ValueError(f"unknown {kind} {name!r}")
+    return found
+
+
 def _base(base: str) -> BaseMath:
-    math_ = BASE_MATH.get(base)
-    if math_ is None:
-        raise ValueError(f"unknown base activation {base!r}")
-    return math_
+    return _lookup(BASE_MATH, base, "base activation")
 
 
 def base_value(x: Tensor, base: str) -> Tensor:
@@ -284,10 +289,7 @@ check_names(SHAPE_MATH, SHAPE_DEFAULTS, "pointwise.SHAPE_MATH")
 
 
 def _shape(shape: str) -> ShapeMath:
-    math_ = SHAPE_MATH.get(shape)
-    if math_ is None:
-        raise ValueError(f"unknown shape {shape!r}")
-    return math_
+    return _lookup(SHAPE_MATH, shape, "shape")
 
 
 def callable_shape_value(x: Tensor, shape: Callable[[Tensor], Tensor]) -> Tensor:
