@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import prepare_dataset
-from ..errors import UserError
+from ..errors import UserError, plural
 from . import estimate, folders, sweep
 from .study import StudyError, load_study
 
@@ -27,11 +27,6 @@ def _seed_list(text: str) -> list[int]:
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected distinct integers >= 0 like 0,1,2, got {text!r}")
     return seeds
-
-
-def plural(n: int, word: str) -> str:
-    """`1 seed`, `2 seeds`."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def check_data_once(runs: list[Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..activations.catalog import DEFAULT_FREQUENCY
-from ..errors import UserError
+from ..errors import UserError, plural
 from .checkpoint import load_checkpoint
 from .config import DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config
 from .engine import evaluate_checkpoint, train
@@ -214,8 +214,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     summary = train(cfg, resume=args.resume, progress=not args.quiet, log=not args.quiet)
     if _rank() == 0:  # under torchrun only rank 0 reports
-        print(f"final test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} "
-              f"at epoch {summary['best_epoch']}), {summary['epochs']} epochs in {summary['total_seconds']:.1f}s")
+        print(f"final test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} at epoch "
+              f"{summary['best_epoch']}), {plural(summary['epochs'], 'epoch')} in {summary['total_seconds']:.1f}s")
     return 0
 
 
@@ -232,7 +232,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(r))
     else:
         print(f"test_loss {r['test_loss']:.4f}  test_acc {r['test_acc']:.4f}  "
-              f"({r['n']} images, epoch {r['epoch']}, {r['checkpoint']})")
+              f"({plural(r['n'], 'image')}, epoch {r['epoch']}, {r['checkpoint']})")
     return 0
 
 
