@@ -9,6 +9,7 @@ import pytest
 
 from gaaf import __version__
 from gaaf.cli import main
+from gaaf.errors import plural
 
 
 @pytest.mark.parametrize("argv, prog", [
@@ -62,3 +63,8 @@ def test_ctrl_c_says_how_to_continue(argv, hint, monkeypatch, capsys):
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.startswith("gaaf: interrupted; ") and hint in err and len(err.strip().splitlines()) == 1
+
+
+def test_plural_counts():
+    assert [plural(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert plural(1, "run folder") == "1 run folder" and plural(3, "run folder") == "3 run folders"

@@ -134,7 +134,7 @@ def test_report_table_statistics_and_files(sweep_dir: Path):
     assert rnd[3:5] == ["gaaf_relu(round)", "-1"] and rnd[8].startswith("—")
 
     # the partial sweep is listed, not fatal
-    assert "`gaaf_relu-shape=none/seed1`: interrupted after 2 epoch(s)" in report.problems_markdown
+    assert "`gaaf_relu-shape=none/seed1`: interrupted after 2 epochs" in report.problems_markdown
     assert "`gaaf_relu-shape=none/seed2`: missing" in report.problems_markdown
     assert "`gaaf_relu-round/seed0`: failed: RuntimeError: boom" in report.problems_markdown
     md = (out / "report.md").read_text()

@@ -163,7 +163,7 @@ def test_nothing_finished_says_so_in_one_line_and_exits_1(tmp_path: Path, capsys
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1
-    assert captured.err.startswith(f"gaaf report: nothing to report yet: none of the 6 run folder(s) under {root} "
+    assert captured.err.startswith(f"gaaf report: nothing to report yet: none of the 6 run folders under {root} "
                                    "has finished (1 interrupted, 1 failed, 4 missing)")  # fmt: skip
     assert not (root / "report").exists()  # nothing written
     with pytest.raises(NothingToReport):

@@ -108,7 +108,7 @@ def test_existing_folder_with_other_settings_is_refused(tmp_path: Path):
     run.folder.mkdir(parents=True)
     (run.folder / "config.json").write_text(json.dumps({"config": {**run.config, "lr": 0.5, "device": "cuda"}}))
     assert config_differences(run.folder, run.config) == "lr 0.5 → 0.001"  # device is ignored
-    with pytest.raises(UserError, match=r"1 existing run folder\(s\) .* different settings \(relu/seed0: lr 0.5"):
+    with pytest.raises(UserError, match=r"1 existing run folder under .* was made with different settings \(relu/seed0: lr 0.5"):
         plan(study, tmp_path)
 
 

@@ -124,7 +124,7 @@ def test_resnet8_through_the_cli_and_eval(data_dir, tmp_path, capsys, monkeypatc
     assert main(args) == 0
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["activation"] == "gaaf_relu" and cfg["shift"] == -1.0 and cfg["limit_train"] == 64 and cfg["l2"] == 1e-4
-    capsys.readouterr()
+    assert "at epoch 1), 1 epoch in " in capsys.readouterr().out  # not "1 epochs"
     assert main(["eval", str(out / "best.pt"), "--json", "--device", "cpu"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == 40 and r["epoch"] == 1

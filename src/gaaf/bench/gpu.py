@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for the results (default: $OUT)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, eager, CPU-friendly: checks the plumbing only")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--phases", default="tests,epoch,scan", help="comma-separated subset of tests,epoch,scan")
+    p.add_argument("--phases", default="tests,epoch,scan",
+                   help="comma-separated subset of tests,epoch,scan (default: all three)")
     p.add_argument("--model", default=None, help="model (default resnet20_v1; smoke: resnet8_v1)")
     p.add_argument("--epochs", type=int, default=2, metavar="N", help="timed epochs per activation (default 2)")
     p.add_argument("--jobs", default=None, metavar="N1,N2", help="concurrency scan (default 1,2,4,8; smoke: 1,2)")

@@ -31,7 +31,7 @@ import torch
 
 from ..activations import kernels as gaaf_kernels
 from ..data import dataset_info
-from ..errors import UserError
+from ..errors import UserError, plural
 from ..train.config import TrainConfig, resolve_config
 from ..train.setup import Training, build_training, eval_batch_size
 from ..train.step import evaluate, new_accumulator
@@ -250,7 +250,7 @@ def _bench_model(model: str, result: TrainBenchResult, device: torch.device, bat
         result.floors[model] = activation_floor(spec, sizes, device, rounds=max(rounds, 5), sync=sync)
     if profile_steps:
         for key, fn in train_steps.items():
-            log(f"profiling {key} ({profile_steps} steps)")
+            log(f"profiling {key} ({plural(profile_steps, 'step')})")
             result.profiles[key] = profile_ops(fn, profile_steps, device)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import prepare_dataset
-from ..errors import UserError
+from ..errors import UserError, plural
 from . import estimate, folders, sweep
 from .study import StudyError, load_study
 
@@ -27,11 +27,6 @@ def _seed_list(text: str) -> list[int]:
     if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"expected distinct integers >= 0 like 0,1,2, got {text!r}")
     return seeds
-
-
-def plural(n: int, word: str) -> str:
-    """`1 seed`, `2 seeds`."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def check_data_once(runs: list[Any]) -> None:
@@ -55,16 +50,19 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("study", help="study file (TOML), e.g. experiments/demo.toml")
     p.add_argument("--out", required=True, help="sweep folder (created; re-running continues it)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time; CPU threads are split between them")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time; CPU threads are split between them (default 1)")
     g = p.add_argument_group("overrides for every run (applied over the study file)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N", help="first N training images")
-    g.add_argument("--limit-test", dest="limit_test", type=int, metavar="N", help="first N test images")
+    g.add_argument("--epochs", type=int, help="passes over the training set (default: the study's)")
+    g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N",
+                   help="first N training images (default: the study's)")
+    g.add_argument("--limit-test", dest="limit_test", type=int, metavar="N",
+                   help="first N test images (default: the study's)")
     g.add_argument("--seeds", type=_seed_list, metavar="0,1", help="seeds to run instead of the study's")
-    g.add_argument("--data-dir", dest="data_dir", help="data folder")
-    g.add_argument("--device", help="auto | cpu | cuda")
+    g.add_argument("--data-dir", dest="data_dir", help="data folder (default: the study's)")
+    g.add_argument("--device", help="auto | cpu | cuda (default: the study's)")
     g = p.add_argument_group("execution")
-    g.add_argument("--backend", default="local", choices=("local", "ray"), help="local processes or Ray tasks")
+    g.add_argument("--backend", default="local", choices=("local", "ray"),
+                   help="local processes or Ray tasks (default local)")
     g.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     g.add_argument("--dry-run", action="store_true", help="validate, print the plan and the estimate; run nothing")
     g.add_argument("--no-estimate", dest="estimate", action="store_false", help="skip the warm-up timing")

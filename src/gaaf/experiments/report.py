@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..activations import describe_activation
-from ..errors import UserError
+from ..errors import UserError, plural
 from ..io import atomic_write_text
 from ..train.probes import PROBES_FILE
 from . import folders, settings, stats
@@ -90,7 +90,7 @@ def require_finished(root: Path, rows: list[RunRow]) -> None:
     if folders.FINISHED in states:
         return
     counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states), key=states.index))
-    raise NothingToReport(f"nothing to report yet: none of the {len(states)} run folder(s) under {root} has "
+    raise NothingToReport(f"nothing to report yet: none of the {plural(len(states), 'run folder')} under {root} has "
                           f"finished ({counts or 'none planned'})")  # fmt: skip
 
 
@@ -203,11 +203,12 @@ def problems_markdown(rows: list[RunRow]) -> str:
             elif r.state == folders.RUNNING:
                 detail = f" ({r.running}); included once it finishes"
             elif r.state == folders.INTERRUPTED:
-                detail = f" after {folders.epochs_done(r.folder)} epoch(s); re-run gaaf sweep to resume"
+                detail = f" after {plural(folders.epochs_done(r.folder), 'epoch')}; re-run gaaf sweep to resume"
             lines.append(f"- `{row.name}/seed{seed}`: {r.state}{detail}")
     if not lines:
         return ""
-    return f"**Not finished ({len(lines)} run folders)** — statistics use the finished seeds only:\n\n" + "\n".join(lines)
+    head = f"**Not finished ({plural(len(lines), 'run folder')})** — statistics use the finished seeds only:"
+    return head + "\n\n" + "\n".join(lines)
 
 
 def seed_rows(rows: list[RunRow], root: Path) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, plural
 from ..io import atomic_write_json
 from . import estimate, folders, launch, trainopts
 from .launch import Outcome, PlannedRun
@@ -65,17 +65,20 @@ def plan(study: Study, root: Path, overrides: dict[str, Any] | None = None,
             diff = config_differences(folder, config)
             done = folders.epochs_done(folder)
             if done > config["epochs"]:
-                diff = ", ".join(filter(None, [diff, f"has {done} epochs, more than the {config['epochs']} asked"]))
+                more = f"has {plural(done, 'epoch')}, more than the {config['epochs']} asked"
+                diff = ", ".join(filter(None, [diff, more]))
             elif run.state == folders.FINISHED and done < config["epochs"] and run.resume:
                 run.state = folders.TO_EXTEND  # finished with fewer epochs: resume to extend it
             if diff:
                 conflicts.append(f"{run.label}: {diff}")
             runs.append(run)
     if problems:
-        raise UserError(f"{len(problems)} run(s) have an invalid config: " + "; ".join(problems))
+        have = "has" if len(problems) == 1 else "have"
+        raise UserError(f"{plural(len(problems), 'run')} {have} an invalid config: " + "; ".join(problems))
     if conflicts:
         raise UserError(
-            f"{len(conflicts)} existing run folder(s) under {root} were made with different settings "
+            f"{plural(len(conflicts), 'existing run folder')} under {root} {'was' if len(conflicts) == 1 else 'were'} "
+            "made with different settings "
             f"({'; '.join(conflicts[:5])}{'; ...' if len(conflicts) > 5 else ''}); "
             "use another --out, or delete those folders to run them again"
         )
@@ -306,6 +309,6 @@ def estimate_seconds(runs: list[PlannedRun], jobs: int) -> tuple[float, str] | N
     parallel = max(1, min(jobs, len(todo)))
     total = (step * steps + startup * len(todo)) / parallel
     how = (f"{step * 1000:.0f} ms/step measured on {todo[0].config.get('model')} at batch "
-           f"{todo[0].config.get('batch_size')} with {threads} thread(s) × {steps:.0f} steps"
-           f" + {startup:.0f} s start-up × {len(todo)} runs, / {parallel} job(s)")  # fmt: skip
+           f"{todo[0].config.get('batch_size')} with {plural(threads, 'thread')} × {plural(round(steps), 'step')}"
+           f" + {startup:.0f} s start-up × {plural(len(todo), 'run')}, / {plural(parallel, 'job')}")  # fmt: skip
     return total, how

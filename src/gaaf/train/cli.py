@@ -1,7 +1,8 @@
 """`gaaf train` and `gaaf eval`.
 
 Every flag defaults to None, so only flags given on the command line override the config file
-(`--config`), which overrides the preset (`--preset`), which overrides TrainConfig's defaults.
+(`--config`), which overrides the preset (`--preset`), which overrides TrainConfig's defaults; the
+help text shows what a run gets without the flag (`_default`: TrainConfig and PRESETS).
 
     gaaf train --model resnet20_v1 --activation gaaf_relu --shift -1 --out runs/g1
     gaaf train --config runs/g1/config.json --out runs/g1-again       # reproduce a run
@@ -17,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..activations.catalog import DEFAULT_FREQUENCY
+from ..errors import UserError, plural
 from .checkpoint import load_checkpoint
 from .config import DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config
 from .engine import evaluate_checkpoint, train
@@ -52,6 +54,39 @@ def _auto(text: str) -> str:
     return text
 
 
+#: What a run gets for the fields whose TrainConfig default is None (the help text says so)
+_NONE_MEANS = {
+    **dict.fromkeys(("shape", "shift", "slope", "center", "width", "variant"), "the activation's own, see README"),
+    "frequency": f"{DEFAULT_FREQUENCY:g}", "stem_activation": "--activation", "hidden": "the model's own",
+    "data_dir": "$GAAF_DATA_DIR or ~/.cache/gaaf", "limit_train": "all", "limit_test": "all",
+    "out": "runs/<model>-<activation>-s<seed>-<time>",
+}
+
+
+def _default(name: str) -> str:
+    """`(default: 200, the seed preset)`: the value a run gets without the flag, which argparse cannot
+    show (every flag defaults to None so that presets and config files can fill it). A field a preset
+    sets is shown under the default preset, then under each preset that sets it differently."""
+    base = TrainConfig().to_dict()
+    if base[name] is None:
+        return f"(default: {_NONE_MEANS[name]})".replace("%", "%%")
+    if not any(name in values for values in PRESETS.values()):
+        return f"(default: {_show(base[name])})".replace("%", "%%")
+    first = TrainConfig.preset
+    under = {preset: _show({**base, **values}[name]) for preset, values in PRESETS.items()}
+    others = "".join(f"; {preset}: {v}" for preset, v in under.items() if preset != first and v != under[first])
+    return f"(default: {under[first]}, the {first} preset{others})".replace("%", "%%")
+
+
+def _show(value: Any) -> str:
+    """A default as the flag would be written: 0.001, crop,flip, 81:0.1,121:0.01, none."""
+    if isinstance(value, list):
+        if not value:
+            return "none"
+        return ",".join(":".join(_show(v) for v in item) if isinstance(item, list) else _show(item) for item in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def register(subparsers: Any) -> None:
     _register_train(subparsers)
     _register_eval(subparsers)
@@ -70,61 +105,68 @@ def _register_train(subparsers: Any) -> None:
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help="resnet{6n+2}_v1, resnet{9n+2}_v2 or mlp (default resnet20_v1)")
+    g.add_argument("--model", help=f"resnet{{6n+2}}_v1, resnet{{9n+2}}_v2 or mlp {_default('model')}")
     g.add_argument("--no-batch-norm", dest="batch_norm", action="store_const", const=False, help="ResNets without BatchNorm")
-    g.add_argument("--hidden", type=_int_list, metavar="N,N", help="MLP hidden sizes, e.g. 512,512")
-    g.add_argument("--dropout", type=float, help="MLP dropout probability")
+    g.add_argument("--hidden", type=_int_list, metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
+    g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 
 
 def _activation_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("activation")
-    g.add_argument("--activation", help="registry name: relu, gaaf_relu, gaaf_tanh, ... (default relu)")
-    g.add_argument("--shape", help="GAAF shape s(x): sigmoid | gaussian | none")
-    g.add_argument("--shift", type=float, help="sigmoid shape: s(x) = sigmoid(slope*(x + shift))")
-    g.add_argument("--slope", type=float, help="sigmoid shape slope")
-    g.add_argument("--center", type=float, help="gaussian shape: s(x) = exp(-(x - center)^2 / width)")
-    g.add_argument("--width", type=float, help="gaussian shape width")
-    g.add_argument("--frequency", type=float, help="K, the sawtooth's inverse period (default 10000)")
-    g.add_argument("--variant", help="floor (paper) | round (seed's ex13)")
-    g.add_argument("--stem-activation", dest="stem_activation", help="activation after the stem conv (default: --activation)")
+    g.add_argument("--activation", help=f"registry name: relu, gaaf_relu, gaaf_tanh, ... {_default('activation')}")
+    g.add_argument("--shape", help=f"GAAF shape s(x): sigmoid | gaussian | none {_default('shape')}")
+    g.add_argument("--shift", type=float, help=f"sigmoid shape: s(x) = sigmoid(slope*(x + shift)) {_default('shift')}")
+    g.add_argument("--slope", type=float, help=f"sigmoid shape slope {_default('slope')}")
+    g.add_argument("--center", type=float, help=f"gaussian shape: s(x) = exp(-(x - center)^2 / width) {_default('center')}")
+    g.add_argument("--width", type=float, help=f"gaussian shape width {_default('width')}")
+    g.add_argument("--frequency", type=float, help=f"K, the sawtooth's inverse period {_default('frequency')}")
+    g.add_argument("--variant", help=f"floor (paper) | round (seed's ex13) {_default('variant')}")
+    g.add_argument("--stem-activation", dest="stem_activation",
+                   help=f"activation after the stem conv {_default('stem_activation')}")
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="cifar10 | cifar100 | svhn | mnist (default cifar10)")
-    g.add_argument("--data-dir", dest="data_dir", help="data folder (default $GAAF_DATA_DIR or ~/.cache/gaaf)")
+    g.add_argument("--dataset", help=f"cifar10 | cifar100 | svhn | mnist {_default('dataset')}")
+    g.add_argument("--data-dir", dest="data_dir", help=f"data folder {_default('data_dir')}")
     g.add_argument("--no-download", dest="download", action="store_const", const=False, help="fail if the data are missing")
-    g.add_argument("--normalize", help="pixel_mean | channel | none")
-    g.add_argument("--augment", type=_str_list, metavar="LIST", help="e.g. shift,flip or crop,flip")
+    g.add_argument("--normalize", help=f"pixel_mean | channel | none {_default('normalize')}")
+    g.add_argument("--augment", type=_str_list, metavar="LIST", help=f"e.g. shift,flip or crop,flip {_default('augment')}")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=[], help="no augmentation")
-    g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N", help="use the first N training images")
-    g.add_argument("--limit-test", dest="limit_test", type=int, metavar="N", help="use the first N test images")
+    g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N",
+                   help=f"use the first N training images {_default('limit_train')}")
+    g.add_argument("--limit-test", dest="limit_test", type=int, metavar="N",
+                   help=f"use the first N test images {_default('limit_test')}")
 
 
 def _optimization_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimization")
-    g.add_argument("--preset", help=f"recipe: {' | '.join(PRESETS)} (default seed)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", dest="batch_size", type=int, help="images per step over all processes")
-    g.add_argument("--optimizer", help=" | ".join(OPTIMIZERS))
-    g.add_argument("--lr", type=float, help="base learning rate")
-    g.add_argument("--momentum", type=float, help="SGD momentum")
-    g.add_argument("--adam-eps", dest="adam_eps", type=float, help="Adam epsilon (seed: 1e-7)")
-    g.add_argument("--weight-decay", dest="weight_decay", type=float, help="optimizer weight decay")
-    g.add_argument("--l2", type=float, help="Keras-style l2*sum(w^2) on conv kernels (applied as its gradient 2*l2*w)")
+    g.add_argument("--preset", help=f"recipe: {' | '.join(PRESETS)} {_default('preset')}")
+    g.add_argument("--epochs", type=int, help=f"passes over the training set {_default('epochs')}")
+    g.add_argument("--batch-size", dest="batch_size", type=int,
+                   help=f"images per step over all processes {_default('batch_size')}")
+    g.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} {_default('optimizer')}")
+    g.add_argument("--lr", type=float, help=f"base learning rate {_default('lr')}")
+    g.add_argument("--momentum", type=float, help=f"SGD momentum {_default('momentum')}")
+    g.add_argument("--adam-eps", dest="adam_eps", type=float, help=f"Adam epsilon {_default('adam_eps')}")
+    g.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   help=f"optimizer weight decay {_default('weight_decay')}")
+    g.add_argument("--l2", type=float,
+                   help=f"Keras-style l2*sum(w^2) on conv kernels (applied as its gradient 2*l2*w) {_default('l2')}")
     g.add_argument("--lr-schedule", dest="lr_schedule", type=_schedule, metavar="E:F,...",
-                   help="after E finished epochs use lr*F, e.g. 100:0.1,150:0.01; 'none' for constant")
+                   help="after E finished epochs use lr*F, e.g. 100:0.1,150:0.01; 'none' for constant "
+                        f"{_default('lr_schedule')}")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--config", metavar="FILE", help="JSON/TOML config file (or a run folder's config.json)")
-    g.add_argument("--out", help="run folder (default runs/<model>-<activation>-s<seed>-<time>)")
+    g.add_argument("--out", help=f"run folder {_default('out')}")
     g.add_argument("--resume", nargs="?", const=True, default=False, type=_auto, metavar="auto",
                    help="continue the run in --out from its last.pt; '--resume auto': if there is one, "
                         "else start fresh (what a torchrun --max-restarts restart does)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--device", help=" | ".join(DEVICES))
+    g.add_argument("--seed", type=int, help=f"seeds torch, numpy, random and the data order {_default('seed')}")
+    g.add_argument("--device", help=f"{' | '.join(DEVICES)} {_default('device')}")
     g.add_argument("--compile", dest="compile", action="store_const", const=True, help="torch.compile the model")
     g.add_argument("--amp", dest="amp", action="store_const", const=True, help="bf16 autocast")
     g.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
@@ -132,7 +174,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tensorboard", dest="tensorboard", action="store_const", const=True, help="log to OUT/tensorboard")
     g.add_argument("--probe", dest="probe", action="store_const", const=True, help="record activation probes")
     g.add_argument("--probe-every", dest="probe_every", type=int, metavar="N",
-                   help="with --probe: sample one training batch in N (default 50)")
+                   help=f"with --probe: sample one training batch in N {_default('probe_every')}")
     g.add_argument("--quiet", action="store_true", help="no progress bar and no per-epoch lines")
 
 
@@ -141,9 +183,10 @@ def _register_eval(subparsers: Any) -> None:
                               description="Evaluate a checkpoint (or a run folder's last.pt) on its data set's test split.")
     p.add_argument("checkpoint", help="a .pt checkpoint or a run folder")
     p.add_argument("--data-dir", dest="data_dir", help="data folder (default: the one the run used)")
-    p.add_argument("--limit-test", dest="limit_test", type=int, metavar="N", help="use the first N test images")
-    p.add_argument("--device", default="auto", help=" | ".join(DEVICES))
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=500)
+    p.add_argument("--limit-test", dest="limit_test", type=int, metavar="N",
+                   help="use the first N test images (default: all)")
+    p.add_argument("--device", default="auto", help=f"{' | '.join(DEVICES)} (default auto)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=500, help="images per batch (default 500)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a line")
     p.set_defaults(func=cmd_eval)
 
@@ -171,8 +214,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     summary = train(cfg, resume=args.resume, progress=not args.quiet, log=not args.quiet)
     if _rank() == 0:  # under torchrun only rank 0 reports
-        print(f"final test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} "
-              f"at epoch {summary['best_epoch']}), {summary['epochs']} epochs in {summary['total_seconds']:.1f}s")
+        print(f"final test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} at epoch "
+              f"{summary['best_epoch']}), {plural(summary['epochs'], 'epoch')} in {summary['total_seconds']:.1f}s")
     return 0
 
 
@@ -189,7 +232,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(r))
     else:
         print(f"test_loss {r['test_loss']:.4f}  test_acc {r['test_acc']:.4f}  "
-              f"({r['n']} images, epoch {r['epoch']}, {r['checkpoint']})")
+              f"({plural(r['n'], 'image')}, epoch {r['epoch']}, {r['checkpoint']})")
     return 0
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, plural
 from ..io import atomic_write_json, atomic_write_text
 from .config import TrainConfig
 
@@ -72,7 +72,7 @@ def git_revision() -> str | None:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({platform.processor() or platform.machine()}, {plural(torch.get_num_threads(), 'thread')})"
 
 
 def run_meta(device: torch.device, world_size: int, created: str | None = None) -> dict[str, Any]:
