@@ -65,7 +65,8 @@ class TrainConfig:
     # --- model
     model: str = "resnet20_v1"             # gaaf.models name, e.g. resnet20_v1, resnet56_v2, mlp
     activation: str = "relu"               # gaaf.activations registry name, e.g. relu, gaaf_relu
-    shape: str | None = None               # GAAF s(x): sigmoid | gaussian | none (None = activation's default)
+    shape: str | None = None               # GAAF s(x): sigmoid | gaussian | none (None = activation's default;
+                                           # check_config fills in the values used, see the module doc)
     shift: float | None = None             # sigmoid shape: s(x) = sigmoid(slope·(x + shift))
     slope: float | None = None             # sigmoid shape slope
     center: float | None = None            # gaussian shape: s(x) = exp(−(x − center)²/width)
