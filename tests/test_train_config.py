@@ -111,7 +111,8 @@ def test_coercion_from_json_and_toml_types():
 
 def test_act_params_only_the_set_ones():
     cfg = resolve_config(overrides={"activation": "gaaf_relu", "shift": -1.0, "variant": "round"})
-    assert cfg.act_params() == {"shift": -1.0, "variant": "round"}
+    assert cfg.act_params() == {"shape": "sigmoid", "shift": -1.0, "slope": 1.0, "frequency": 10000.0, "variant": "round"}
+    assert resolve_config(overrides={"activation": "relu"}).act_params() == {}  # a plain activation: none apply
     assert TrainConfig().act_params() == {}
 
 

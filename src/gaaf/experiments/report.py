@@ -35,7 +35,7 @@ from ..activations import describe_activation
 from ..errors import UserError, plural
 from ..io import atomic_write_text
 from ..train.probes import PROBES_FILE
-from . import folders, settings, stats
+from . import folders, settings, stats, trainopts
 from .study import RunSpec, Study
 
 TABLE_COLUMNS = ("run", "dataset", "model", "activation", "shift", "train images", "test images", "epochs",
@@ -215,7 +215,7 @@ def seed_rows(rows: list[RunRow], root: Path) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         for seed, r in sorted(row.results.items()):
-            c = r.config or row.config
+            c = trainopts.resolved(r.config or row.config)  # an old config.json's None: the default it meant
             s = r.summary
             out.append({
                 "run": row.name, "seed": seed, "state": r.state, "model": c.get("model"),

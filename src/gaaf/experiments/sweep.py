@@ -90,7 +90,10 @@ def config_differences(folder: Path, config: dict[str, Any]) -> str:
     raw = folders.read_json(Path(folder) / "config.json")
     if not isinstance(raw, dict):
         return ""
-    old = raw.get("config", raw)
+    # both sides resolved: a folder written before the activation's parameters were recorded holds
+    # None for "the activation's default", the same setting as the value the plan now records
+    old = trainopts.resolved(raw["config"] if isinstance(raw.get("config"), dict) else raw)
+    config = trainopts.resolved(config)
     norm = lambda v: json.loads(json.dumps(v))  # noqa: E731 - tuples vs lists, ints vs floats as JSON sees them
     diffs = [
         f"{k} {old[k]!r} → {config[k]!r}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..train.config import TrainConfig, config_problems, resolve_config
+from ..train.config import TrainConfig, config_problems, resolve_config, resolved_dict
 
 #: options a sweep sets itself, per run: a study may not set them
 SWEEP_OWNED = {"seed": "use the top-level `seeds = [...]` list", "out": "the sweep chooses each run folder"}
@@ -33,3 +33,9 @@ def resolve(options: dict[str, Any]) -> dict[str, Any]:
 def problems(options: dict[str, Any]) -> list[str]:
     """Every problem with these options, one sentence each (empty = valid), without raising."""
     return list(config_problems(dict(options)))
+
+
+def resolved(config: dict[str, Any]) -> dict[str, Any]:
+    """A run folder's config with its activation fields as the run used them (a config.json written
+    before they were recorded holds None for "the activation's default")."""
+    return resolved_dict(config)

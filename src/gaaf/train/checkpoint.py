@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_save
-from .config import TrainConfig
+from .config import TrainConfig, resolved_dict
 
 FORMAT = 1
 
@@ -191,8 +191,10 @@ def _loads(path: Path) -> bool:
 
 
 def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """`name: saved → now` for every field that differs and may not change on resume."""
-    now = cfg.to_dict()
+    """`name: saved → now` for every field that differs and may not change on resume. Both sides'
+    activation fields are resolved first: a checkpoint written before they were recorded holds None
+    for "the activation's default", which is the same run as the value it stands for."""
+    saved, now = resolved_dict(saved), resolved_dict(cfg.to_dict())
     diffs = []
     for k in sorted(set(saved) | set(now)):
         if k in RESUME_MAY_CHANGE:

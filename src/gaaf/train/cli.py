@@ -3,6 +3,9 @@
 Every flag defaults to None, so only flags given on the command line override the config file
 (`--config`), which overrides the preset (`--preset`), which overrides TrainConfig's defaults; the
 help text shows what a run gets without the flag (`_default`: TrainConfig and PRESETS).
+List flags (--hidden, --augment, --adam-betas, --lr-schedule) pass their text on as it is: the config's
+own coercion (gaaf.train.validate) parses it, so a flag and a config/study file string such as
+``hidden = "512,512"`` take exactly the same values and fail with the same message.
 
     gaaf train --model resnet20_v1 --activation gaaf_relu --shift -1 --out runs/g1
     gaaf train --config runs/g1/config.json --out runs/g1-again       # reproduce a run
@@ -23,29 +26,6 @@ from ..errors import UserError, plural
 from .checkpoint import load_checkpoint
 from .config import DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config
 from .engine import evaluate_checkpoint, train
-
-
-def _str_list(text: str) -> list[str]:
-    """'crop,flip' -> ['crop', 'flip']; 'none' or '' -> []."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    return [] if items in ([], ["none"]) else items
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 512,256, got {text!r}") from None
-
-
-def _schedule(text: str) -> list[list[float]]:
-    """'81:0.1,121:0.01' -> [[81, 0.1], [121, 0.01]]; 'none' -> []."""
-    if text.strip().lower() in ("", "none"):
-        return []
-    try:
-        return [[float(a), float(b)] for a, b in (step.split(":") for step in text.split(","))]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected EPOCH:FACTOR pairs like 100:0.1,150:0.01, got {text!r}") from None
 
 
 def _auto(text: str) -> str:
@@ -107,7 +87,7 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help=f"resnet{{6n+2}}_v1, resnet{{9n+2}}_v2 or mlp {_default('model')}")
     g.add_argument("--no-batch-norm", dest="batch_norm", action="store_const", const=False, help="ResNets without BatchNorm")
-    g.add_argument("--hidden", type=_int_list, metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
+    g.add_argument("--hidden", metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
     g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 
 
@@ -131,7 +111,7 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", dest="data_dir", help=f"data folder {_default('data_dir')}")
     g.add_argument("--no-download", dest="download", action="store_const", const=False, help="fail if the data are missing")
     g.add_argument("--normalize", help=f"pixel_mean | channel | none {_default('normalize')}")
-    g.add_argument("--augment", type=_str_list, metavar="LIST", help=f"e.g. shift,flip or crop,flip {_default('augment')}")
+    g.add_argument("--augment", metavar="LIST", help=f"e.g. shift,flip or crop,flip; '' or none for none {_default('augment')}")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=[], help="no augmentation")
     g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N",
                    help=f"use the first N training images {_default('limit_train')}")
@@ -148,12 +128,13 @@ def _optimization_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} {_default('optimizer')}")
     g.add_argument("--lr", type=float, help=f"base learning rate {_default('lr')}")
     g.add_argument("--momentum", type=float, help=f"SGD momentum {_default('momentum')}")
+    g.add_argument("--adam-betas", dest="adam_betas", metavar="B1,B2", help=f"Adam (beta1, beta2) {_default('adam_betas')}")
     g.add_argument("--adam-eps", dest="adam_eps", type=float, help=f"Adam epsilon {_default('adam_eps')}")
     g.add_argument("--weight-decay", dest="weight_decay", type=float,
                    help=f"optimizer weight decay {_default('weight_decay')}")
     g.add_argument("--l2", type=float,
                    help=f"Keras-style l2*sum(w^2) on conv kernels (applied as its gradient 2*l2*w) {_default('l2')}")
-    g.add_argument("--lr-schedule", dest="lr_schedule", type=_schedule, metavar="E:F,...",
+    g.add_argument("--lr-schedule", dest="lr_schedule", metavar="E:F,...",
                    help="after E finished epochs use lr*F, e.g. 100:0.1,150:0.01; 'none' for constant "
                         f"{_default('lr_schedule')}")
 

@@ -6,6 +6,15 @@ Resolution order (later wins), as in timm's train.py:
 
 The fully resolved config is written to ``RUN/config.json``; ``gaaf train --config RUN/config.json``
 reproduces the run (a ``{"config": {...}, "meta": {...}}`` file and a flat dict are both accepted).
+Resolved includes the activation's parameters: a GAAF activation's shape, the shape's parameters,
+frequency and variant are the values the layer uses (gaaf_relu: sigmoid, shift 4, slope 1, 10000,
+floor; `resolve_activation_fields`); those that do not apply (all of them for a plain activation,
+center/width for a sigmoid shape) stay None. ``stem_activation`` None stays None: it means "the
+activation itself, with its parameters", which no name alone says (a named stem takes no parameters).
+Configs written before this (None = "the activation's default") resolve to the same values, so
+--resume and the sweep compare both sides resolved. When flags change the activation or its shape
+over a config file, the file's parameters that are just its activation's defaults are dropped, so
+``--config RUN/config.json --activation gaaf_tanh`` is gaaf_tanh with its own defaults.
 
 One validator, `check_config(flat dict) -> (TrainConfig | None, problems)`, behind all three ways in:
 `resolve_config` (raises one UserError naming every problem), `config_problems` (study files: each
@@ -31,7 +40,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from ..activations import ACTIVATION_PARAMS
+from ..activations import ACTIVATION_PARAMS, activation_params, get_activation
 from ..data import DATASETS, dataset_info
 from ..errors import UserError
 from ..models import build_model
@@ -56,7 +65,8 @@ class TrainConfig:
     # --- model
     model: str = "resnet20_v1"             # gaaf.models name, e.g. resnet20_v1, resnet56_v2, mlp
     activation: str = "relu"               # gaaf.activations registry name, e.g. relu, gaaf_relu
-    shape: str | None = None               # GAAF s(x): sigmoid | gaussian | none (None = activation's default)
+    shape: str | None = None               # GAAF s(x): sigmoid | gaussian | none (None = activation's default;
+                                           # check_config fills in the values used, see the module doc)
     shift: float | None = None             # sigmoid shape: s(x) = sigmoid(slope·(x + shift))
     slope: float | None = None             # sigmoid shape slope
     center: float | None = None            # gaussian shape: s(x) = exp(−(x − center)²/width)
@@ -165,7 +175,50 @@ def check_config(d: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
     names = checks.activation_problems(values)
     problems += names or _model_problems(cfg)
     problems += checks.data_problems(values)
-    return (None, problems) if problems else (cfg, [])
+    return (None, problems) if problems else (dataclasses.replace(cfg, **resolve_activation_fields(values)), [])
+
+
+# ---------------------------------------------------------------------- the activation as it runs
+def resolve_activation_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+    """The activation fields of config dict `d` (`ACTIVATION_PARAMS`) as the activation uses them:
+    for a GAAF layer (one whose module has a `spec`) its shape, that shape's parameters, frequency
+    and variant, the fields that do not apply None; for any other activation the fields as given.
+
+    Read from the registry's own layer, as `describe_activation` does: ``gaaf_relu`` → shape
+    "sigmoid", shift 4.0, slope 1.0, frequency 10000.0, variant "floor", center/width None.
+    A `d` that cannot be built (an unknown name, bad parameters) is returned as given."""
+    given = {k: d.get(k) for k in ACTIVATION_PARAMS}
+    if not isinstance(d.get("activation"), str):
+        return given
+    try:
+        spec = getattr(get_activation(d["activation"], **activation_params(d)), "spec", None)
+    except (ValueError, TypeError):
+        return given
+    if spec is None or not isinstance(spec.shape, str):  # a plain or custom layer: nothing to fill in
+        return given
+    shape_params = {k: None for k in ACTIVATION_PARAMS if k not in ("shape", "frequency", "variant")}
+    return {**shape_params, **dict(spec.shape_params), "shape": spec.shape,
+            "frequency": float(spec.frequency), "variant": spec.variant}
+
+
+def resolved_dict(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat config dict with its activation fields resolved (`resolve_activation_fields`): what
+    to compare a config.json or checkpoint config written before they were recorded against."""
+    return {**d, **resolve_activation_fields(d)}
+
+
+def _drop_default_params(file_dict: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`file_dict` without the activation parameters that only restate its activation's defaults,
+    when `overrides` change the activation or the shape (else unchanged): a resolved config.json
+    then takes a new activation with that activation's own defaults, not the old one's values."""
+    changed = [k for k in ("activation", "shape") if k in overrides and overrides[k] != file_dict.get(k)]
+    if not changed or not isinstance(file_dict.get("activation"), str):
+        return file_dict
+    defaults = resolve_activation_fields({"activation": file_dict["activation"]})
+    keyed = {"activation": file_dict["activation"], **({"shape": file_dict["shape"]} if file_dict.get("shape") else {})}
+    defaults.update({k: v for k, v in resolve_activation_fields(keyed).items() if k != "shape"})
+    return {k: v for k, v in file_dict.items()
+            if not (k in ACTIVATION_PARAMS and v is not None and v == defaults.get(k))}
 
 
 def _typed(d: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
@@ -234,7 +287,7 @@ def resolve_config(
     preset = overrides.get("preset", file_dict.get("preset", TrainConfig.preset))
     if not isinstance(preset, str) or preset not in PRESETS:
         raise UserError(_unknown_preset(preset))
-    merged = {**file_dict, **overrides, "preset": preset}
+    merged = {**_drop_default_params(file_dict, overrides), **overrides, "preset": preset}
     cfg, problems = check_config(merged) if validate else _typed(merged)
     if cfg is None:
         raise UserError("invalid training config: " + "; ".join(problems))

@@ -54,15 +54,58 @@ def coerce_value(name: str, hint: Any, value: Any, problems: list[str]) -> Any:
         if base in _SCALARS:
             return _coerce_scalar(base, value, _SCALARS[base][0])
         if typing.get_origin(base) is list:
-            (inner,) = typing.get_args(base)
-            if isinstance(value, str):  # "shift,flip" from a flag or a TOML string
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise TypeError("a list")
-            return [_coerce_item(inner, v) for v in value]
+            return _coerce_list(name, typing.get_args(base)[0], value)
     except TypeError as e:
         problems.append(f"{name} must be {e}, got {value!r}")
     return value
+
+
+# ---------------------------------------------------------------------- list options
+#: list fields → (what the list holds, the list form, the same as one string): what error messages show
+LIST_FORMS: dict[str, tuple[str, str, str]] = {
+    "hidden": ("a list of integers", "[512, 512]", '"512,512"'),
+    "augment": ("a list of names", '["crop", "flip"]', '"crop,flip"'),
+    "adam_betas": ("a list of two numbers", "[0.9, 0.999]", '"0.9,0.999"'),
+    "lr_schedule": ("a list of [epoch, factor] pairs", "[[81, 0.1], [121, 0.01]]", '"81:0.1,121:0.01"'),
+}
+
+
+def list_forms(name: str) -> str:
+    """`a list of integers like [512, 512] or "512,512"`: the forms list option `name` accepts."""
+    what, as_list, as_text = LIST_FORMS.get(name, ("a list", "[...]", '"a,b"'))
+    return f"{what} like {as_list} or {as_text}"
+
+
+def _coerce_list(name: str, inner: Any, value: Any) -> list[Any]:
+    """A list option from a list (JSON/TOML) or from one string, as `--flag` takes it: items
+    separated by commas, an [epoch, factor] pair written `epoch:factor`. "" and "none" are the
+    empty list (no augmentation, a constant learning rate). TypeError naming both forms otherwise."""
+    try:
+        items = split_list_text(inner, value) if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise TypeError
+        return [_coerce_item(inner, v) for v in items]
+    except (TypeError, ValueError):
+        raise TypeError(list_forms(name)) from None
+
+
+def split_list_text(inner: Any, text: str) -> list[Any]:
+    """'512,512' → [512, 512]; '0.9,0.999' → [0.9, 0.999]; 'crop, flip' → ['crop', 'flip'];
+    '81:0.1,121:0.01' → [[81.0, 0.1], [121.0, 0.01]]; '' or 'none' → []. Spaces around items and
+    empty items ('crop,') are ignored. ValueError when an item is not what the list holds."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if typing.get_origin(inner) is list:  # [[epoch, factor], ...] written epoch:factor
+        pairs = [part.split(":") for part in parts]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError(f"expected epoch:factor steps, got {text!r}")
+        return [[float(a), float(b)] for a, b in pairs]
+    if inner is int:
+        return [int(t) for t in parts]
+    if inner is float:
+        return [float(t) for t in parts]
+    return parts
 
 
 def _coerce_scalar(kind: type, v: Any, what: str) -> Any:
