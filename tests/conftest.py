@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 # Tests run the plain math by default (same numbers up to rounding); test_activations_fused.py turns
 # the compiled kernels on explicitly. Subprocesses started by tests inherit this.
 os.environ.setdefault("GAAF_NO_COMPILE", "1")
+# compiled kernels that tests save go to a folder of this test session, not the user's ~/.cache/gaaf
+os.environ.setdefault("GAAF_CACHE_DIR", tempfile.mkdtemp(prefix="gaaf-test-cache-"))
 # The Keras tests compare gaaf.keras with the PyTorch op on torch tensors: Keras must load its torch
 # backend, whatever the environment says (set before any test module can import keras).
 os.environ["KERAS_BACKEND"] = "torch"

@@ -6,7 +6,9 @@ first use, for 1-D contiguous inputs with a dynamic length (``dynamic=True``): t
 them a flat view of the tensor's storage, so shapes and memory layouts never cause a recompile.
 The spec's numbers are constants baked into the generated code (see :func:`_build`). On CPU
 each kernel is compiled ahead of time on its first call and then runs without Dynamo's per-call
-guard check (:class:`_Kernel`).
+guard check (:class:`_Kernel`); it is saved on disk and later processes load it instead of
+compiling (:mod:`.compile_cache`). The first compile in a process says so once on stderr
+(``GAAF_QUIET=1`` silences it); :func:`compile_seconds` counts the one-off seconds.
 
 The plain math is used instead, with identical results up to floating-point rounding:
 
@@ -21,15 +23,20 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import threading
+import time
 import warnings
 from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import torch
 
+from . import compile_cache
 from .pointwise import _bwd, _fwd
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     from .spec import GAAFSpec
 
 Tensor = torch.Tensor
@@ -42,6 +49,8 @@ _failed: Optional[str] = None  # why compilation was given up, once it failed
 _cache: "dict[tuple[GAAFSpec, torch.dtype, str], tuple[_Kernel, _Kernel]]" = {}  # (spec, dtype, device type)
 _lock = threading.Lock()
 _names = itertools.count()  # unique kernel names (for Dynamo's logs and caches)
+_compile_seconds = 0.0  # total seconds of kernels' first calls (compile or cache load), see compile_seconds
+_announced = False  # the "compiling" line was printed (once per process)
 
 
 def set_eager_compile(enabled: Optional[bool]) -> None:
@@ -95,7 +104,7 @@ def {name}_bwd(x, grad):  # x, grad: (n,) contiguous
 """
 
 
-def _build(spec: "GAAFSpec", name: str, device_type: str) -> "tuple[_Kernel, _Kernel]":
+def _build(spec: "GAAFSpec", name: str, dtype: torch.dtype, device_type: str) -> "tuple[_Kernel, _Kernel]":
     """Compile forward and backward for one spec.
 
     The spec's numbers are written into generated source as literals (``repr`` of a float
@@ -109,37 +118,101 @@ def _build(spec: "GAAFSpec", name: str, device_type: str) -> "tuple[_Kernel, _Ke
          repr({k: float(v) for k, v in spec.shape_params.items()})]
     )
     namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
-    exec(compile(_KERNEL_SOURCE.format(name=name, consts=consts), f"<gaaf kernel {name}>", "exec"), namespace)
+    source = _KERNEL_SOURCE.format(name=name, consts=consts)
+    exec(compile(source, f"<gaaf kernel {name}>", "exec"), namespace)
     fwd, bwd = namespace[f"{name}_fwd"], namespace[f"{name}_bwd"]
-    return (_Kernel(torch.compile(fwd, dynamic=True, fullgraph=True), device_type),
-            _Kernel(torch.compile(bwd, dynamic=True, fullgraph=True), device_type))
+    cache_source = _KERNEL_SOURCE.format(name="gaaf", consts=consts)  # the kernel, whatever its name here
+    return tuple(  # type: ignore[return-value]
+        _Kernel(torch.compile(f, dynamic=True, fullgraph=True), device_type,
+                compile_cache.entry_path(cache_source, dtype, device_type, direction), namespace)
+        for f, direction in ((fwd, "fwd"), (bwd, "bwd")))
 
 
 class _Kernel:
-    """One compiled kernel. On CPU the first call compiles it ahead of time for its arguments
-    (``aot_compile``) and later calls skip Dynamo's per-call frame evaluation and guard check,
+    """One compiled kernel. On CPU the first call loads it from gaaf's on-disk cache
+    (:mod:`.compile_cache`) or else compiles it ahead of time for its arguments (``aot_compile``)
+    and saves it there; later calls skip Dynamo's per-call frame evaluation and guard check,
     which would otherwise cost about as much as the kernel itself. That is safe here because every
     call has the same kind of arguments as the first: 1-D contiguous tensors of this kernel's dtype
     and device, not requiring grad, any length ≥ :data:`EAGER_COMPILE_MIN_NUMEL` (the length is
     symbolic). Elsewhere (CUDA: a device index may change between calls) and wherever ahead-of-time
     compilation is unavailable (e.g. compile caches disabled) it stays the guarded
-    ``torch.compile`` function.
+    ``torch.compile`` function. The first call's seconds are added to :func:`compile_seconds`.
     """
 
-    __slots__ = ("compiled", "run")
+    __slots__ = ("compiled", "run", "_path", "_namespace")
 
-    def __init__(self, compiled: Callable, device_type: str) -> None:
+    def __init__(self, compiled: Callable, device_type: str, path: "Path", namespace: "dict[str, object]") -> None:
         self.compiled = compiled
-        self.run: Callable = self._first_call if device_type == "cpu" else compiled
+        self._path, self._namespace = path, namespace
+        self.run: Callable = self._first_call if device_type == "cpu" else self._first_guarded_call
 
     def _first_call(self, *args: Tensor) -> Tensor:
+        t0 = time.perf_counter()
         try:
-            fast = self.compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
-            fast.disable_guard_check()
-        except Exception:  # not available here: keep the guarded function
-            fast = self.compiled
-        self.run = fast
-        return fast(*args)
+            loaded = _load_cached(self._path, self._namespace, args)
+            if loaded is not None:
+                self.run = loaded[0]
+                return loaded[1]
+            _announce()
+            try:
+                fast = self.compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
+            except Exception:  # not available here: keep the guarded function
+                fast = self.compiled
+            else:
+                compile_cache.save(self._path, fast)
+                fast.disable_guard_check()
+            self.run = fast
+            return fast(*args)
+        finally:
+            _add_compile_seconds(time.perf_counter() - t0)
+
+    def _first_guarded_call(self, *args: Tensor) -> Tensor:
+        t0 = time.perf_counter()
+        _announce()
+        try:
+            self.run = self.compiled
+            return self.compiled(*args)
+        finally:
+            _add_compile_seconds(time.perf_counter() - t0)
+
+
+def _load_cached(path: "Path", namespace: "dict[str, object]",
+                 args: "tuple[Tensor, ...]") -> "Optional[tuple[Callable, Tensor]]":
+    """(the kernel saved at `path`, its result on `args`); None to compile it instead."""
+    fast = compile_cache.load(path, namespace)
+    if fast is None:
+        return None
+    fast.disable_guard_check()
+    try:
+        return fast, fast(*args)  # a loaded kernel that cannot run is as good as absent
+    except Exception as err:  # noqa: BLE001
+        compile_cache._report(path, err)
+        return None
+
+
+def _announce() -> None:
+    """Say once per process, on stderr, that compiling starts (it takes seconds); GAAF_QUIET=1 silences it."""
+    global _announced
+    if _announced:
+        return
+    _announced = True
+    if os.environ.get("GAAF_QUIET", "").strip().lower() in ("1", "true", "yes", "on"):
+        return
+    print(f"gaaf: compiling the fused GAAF kernels (once per machine; cached in {compile_cache.cache_dir()})",
+          file=sys.stderr, flush=True)
+
+
+def _add_compile_seconds(seconds: float) -> None:
+    global _compile_seconds
+    with _lock:
+        _compile_seconds += seconds
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent in kernels' first calls (compiling, or loading from the
+    cache): a one-off cost that throughput figures leave out (differences of two readings)."""
+    return _compile_seconds
 
 
 def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
@@ -149,7 +222,7 @@ def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
         with _lock:
             kernels = _cache.get(key)
             if kernels is None:
-                kernels = _cache[key] = _build(spec, f"gaaf_{next(_names)}", x.device.type)
+                kernels = _cache[key] = _build(spec, f"gaaf_{next(_names)}", x.dtype, x.device.type)
     return kernels
 
 
@@ -196,13 +269,15 @@ def compile_failure() -> Optional[str]:
 
 def _reset_for_tests() -> None:
     """Forget compiled kernels and a recorded failure (tests only)."""
-    global _failed
+    global _failed, _announced
     with _lock:
         _cache.clear()
         _failed = None
+        _announced = False
+    compile_cache._reset_for_tests()
 
 
 __all__ = [
     "EAGER_COMPILE_MIN_NUMEL", "set_eager_compile", "eager_compile_enabled", "forward_flat",
-    "backward_flat", "compile_failure",
+    "backward_flat", "compile_failure", "compile_seconds",
 ]

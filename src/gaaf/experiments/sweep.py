@@ -305,13 +305,15 @@ def estimate_seconds(runs: list[PlannedRun], jobs: int) -> tuple[float, str] | N
     if not todo:
         return None
     threads = threads_per_job(jobs)
-    step = estimate.measure_step_seconds(todo[0].config, threads)
+    step, one_off = estimate.measure_step_seconds(todo[0].config, threads)
     steps = sum(estimate.steps_per_run(r.config, max(0, r.config.get("epochs", 1) - folders.epochs_done(r.folder)))
                 for r in todo)  # fmt: skip
-    startup = estimate.measure_startup_seconds()
+    startup = estimate.measure_startup_seconds(todo[0].config, threads)
     parallel = max(1, min(jobs, len(todo)))
     total = (step * steps + startup * len(todo)) / parallel
     how = (f"{step * 1000:.0f} ms/step measured on {todo[0].config.get('model')} at batch "
            f"{todo[0].config.get('batch_size')} with {plural(threads, 'thread')} × {plural(round(steps), 'step')}"
-           f" + {startup:.0f} s start-up × {plural(len(todo), 'run')}, / {plural(parallel, 'job')}")  # fmt: skip
+           f" + {startup:.0f} s start-up × {plural(len(todo), 'run')}, / {plural(parallel, 'job')}"
+           + (f"; plus a one-off compile of ~{estimate.format_seconds(one_off)}, done now and cached"
+              if one_off >= 0.5 else ""))  # fmt: skip
     return total, how

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..activations import kernels
 from ..data import DeviceLoader, Splits, load_dataset, make_augment
 from ..errors import UserError
 from ..io import atomic_write_bytes
@@ -105,9 +106,9 @@ def _train(
         lr = lr_at(cfg, epoch)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
-        t0 = time.perf_counter()
+        t0, compile0 = time.perf_counter(), kernels.compile_seconds()
         loss_sum, correct, n = _train_epoch(run, loader, epoch, info, device, t0, progress and log)
-        train_seconds = time.perf_counter() - t0
+        train_seconds = _steady_seconds(time.perf_counter() - t0, kernels.compile_seconds() - compile0)
         if not math.isfinite(loss_sum):
             _diverged(out, epoch, loss_sum, record.rows, info.is_main, callbacks, state)
         test_loss_sum, test_correct, test_n = _test_epoch(run, splits, info)
@@ -207,6 +208,13 @@ def _begin(out: Path, run: Training, ckpt: dict[str, Any] | None, record: _Recor
     elif log and ckpt is not None:
         print(f"resuming {out} after epoch {record.epoch}", file=sys.stderr)
     return state
+
+
+def _steady_seconds(train_seconds: float, compile_seconds: float) -> float:
+    """The epoch's training seconds less the one-off kernel compile (or cache load) spent in it:
+    what ``images_per_second`` divides by, so the first epoch's throughput is comparable with the
+    rest (``epoch_seconds`` stays the wall time)."""
+    return max(train_seconds - compile_seconds, 1e-9)
 
 
 def _train_epoch(run: Training, loader: DeviceLoader, epoch: int, info: distributed.DistInfo,
