@@ -15,6 +15,12 @@ import pytest
 os.environ.setdefault("GAAF_NO_COMPILE", "1")
 # compiled kernels that tests save go to a folder of this test session, not the user's ~/.cache/gaaf
 os.environ.setdefault("GAAF_CACHE_DIR", tempfile.mkdtemp(prefix="gaaf-test-cache-"))
+# Inductor's own on-disk cache is not keyed on ATEN_CPU_CAPABILITY (torch 2.13): code built under one
+# capability and loaded under another computes garbage or fails to build. The suite is run under each
+# capability (tests/test_cpu_capabilities.py, and by hand), so each gets its own Inductor cache.
+_capability = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"torchinductor-gaaf-tests-{os.getuid()}-{_capability}"))
 # The Keras tests compare gaaf.keras with the PyTorch op on torch tensors: Keras must load its torch
 # backend, whatever the environment says (set before any test module can import keras).
 os.environ["KERAS_BACKEND"] = "torch"
