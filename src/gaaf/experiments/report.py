@@ -233,7 +233,10 @@ def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
     report.csv and runs.csv into `out`. mde: the difference to plan seeds for (`--mde`), or None."""
     root, out = Path(root), Path(out)
     check_mde(mde)
-    columns = TABLE_COLUMNS if mde is None else (*TABLE_COLUMNS, report_stats.power_column(mde))
+    columns = TABLE_COLUMNS
+    if mde is not None:  # the power column right after the statistics, where table_rows puts its cells
+        at = TABLE_COLUMNS.index(report_stats.STATS_COLUMNS[-1]) + 1
+        columns = (*TABLE_COLUMNS[:at], report_stats.power_column(mde), *TABLE_COLUMNS[at:])
     table = markdown_table(columns, table_rows(study, rows, mde))
     above = settings_markdown(rows)
     problems = problems_markdown(rows)
