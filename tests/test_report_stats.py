@@ -55,7 +55,7 @@ FINALS = {name: [*accs, *[None] * (9 - len(accs))] for name, accs in {
 
 def _rows(root: Path) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]], str]:
     md = (root / "report" / "report.md").read_text()
-    cells = table(md[: md.index("## Time to target")])  # the main table only
+    cells = table(md)
     with open(root / "report" / "runs.csv", newline="") as f:
         per_run = {r["run"]: r for r in csv.DictReader(f)}
     return {r[0]: dict(zip(cells[0], r)) for r in cells[1:]}, per_run, md
