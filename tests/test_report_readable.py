@@ -67,9 +67,11 @@ def make_sweep(root: Path, text: str, finals: "dict[str, list[float | None]]") -
 
 def table(md: str) -> list[list[str]]:
     """The cells of the first Markdown table in `md` (header first, the --- line dropped)."""
-    lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
-    end = next((i for i, ln in enumerate(lines) if ln.startswith("| run | seed |")), len(lines))
-    return [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in lines[:end]]
+    all_lines = md.splitlines()
+    start = next(i for i, ln in enumerate(all_lines) if ln.startswith("| "))
+    end = next((i for i in range(start, len(all_lines)) if not all_lines[i].startswith("|")), len(all_lines))
+    lines = [ln for ln in all_lines[start:end] if ln.startswith("| ")]  # the first table only (not time to target)
+    return [[c.strip() for c in ln.strip().strip("|").split(" | ")] for ln in lines]
 
 
 def test_report_says_what_was_trained_and_warns_against_the_published_setting(tmp_path: Path):

@@ -4,11 +4,13 @@ One row per run of the study. The columns follow the seed's table (num, data, ba
 shift, steps, acc, batch_size, optimizer, lr), renamed to say what they hold (run, dataset, model,
 epochs; see COLUMN_NOTE), with what a reader needs to compare like with like added: the training and
 test images used, the recipe (preset, optimizer, lr, batch size, augmentation), the published number
-with the setting it was trained on, the difference to the baseline with its 95% Welch confidence
-interval, and a verdict.
+with the setting it was trained on, the difference to the baseline with its unadjusted 95% confidence
+interval, a verdict from the Holm-adjusted p, Cohen's d and the test (paired or Welch); below it, the
+epochs each run took to reach the baseline's mean final accuracy (target.py).
 
     acc   = mean ± std (n=k) of the final test accuracy over the k finished seeds (std: ddof = 1)
-    Δ     = mean(run) − mean(baseline), 95% CI by Welch's t (see stats.py)
+    Δ     = run − baseline: paired t on the per-seed differences when every seed has its partner, else
+            Welch's t; p Holm-adjusted across the study (stats.py, compare.py; text: report_stats.py)
 
 Above the table: the settings every run shares (settings.py), the ones that differ between runs,
 and a one-line warning when runs with a published number used fewer images or epochs than it.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,39 +37,24 @@ from ..activations import describe_activation
 from ..errors import UserError, plural
 from ..io import atomic_write_text
 from ..train.probes import PROBES_FILE
-from . import folders, settings, stats, trainopts
+from . import folders, report_stats, settings, trainopts
+from .rows import NothingToReport, RunRow, load_rows, require_finished
 from .study import RunSpec, Study
 
+__all__ = ["NothingToReport", "Report", "RunRow", "load_rows", "require_finished", "write_report", "probe_runs"]
+
 TABLE_COLUMNS = ("run", "dataset", "model", "activation", "shift", "train images", "test images", "epochs",
-                 "acc", "published", "Δ vs baseline [95% CI]", "verdict", "preset", "optimizer", "lr",
-                 "batch size", "augment")  # fmt: skip
+                 "acc", "published", "Δ vs baseline [95% CI]", "verdict", *report_stats.STATS_COLUMNS, "preset",
+                 "optimizer", "lr", "batch size", "augment")  # fmt: skip
 #: the training setting in both CSVs: images used and the split's size, epochs asked, the recipe
 SETTING_CSV_COLUMNS = ("dataset", "train_images", "train_images_total", "test_images", "test_images_total",
                        "epochs", "preset", "optimizer", "lr", "batch_size", "augment")  # fmt: skip
 SEED_CSV_COLUMNS = ("run", "seed", "state", "model", "activation", "shape", "shift", "variant", "stem_activation",
                     *SETTING_CSV_COLUMNS, "final_test_acc", "best_test_acc", "best_epoch", "epochs_done",
-                    "total_seconds", "published", "published_source", "published_setting", "folder")  # fmt: skip
+                    "total_seconds", "epochs_to_target", "published", "published_source", "published_setting",
+                    "folder")  # fmt: skip
 RUN_CSV_COLUMNS = ("run", "model", *SETTING_CSV_COLUMNS, "n", "mean", "std", "accs", "published",
-                   "published_source", "published_setting", "baseline", "diff", "ci_low", "ci_high", "df", "p",
-                   "verdict", "missing")  # fmt: skip
-
-
-@dataclass
-class RunRow:
-    """One study run with its per-seed results and the statistics over them."""
-
-    spec: RunSpec
-    results: dict[int, folders.RunResult]  # seed → what its folder holds
-    config: dict[str, Any]
-    summary: stats.Summary = field(default_factory=lambda: stats.summarize([]))
-    comparison: stats.Welch | None = None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    def accs(self) -> list[float]:
-        return [r.final_acc for _, r in sorted(self.results.items()) if r.final_acc is not None]
+                   "published_source", "published_setting", *report_stats.RUN_STATS_COLUMNS, "missing")  # fmt: skip
 
 
 @dataclass
@@ -78,57 +65,6 @@ class Report:
     problems_markdown: str
     files: list[Path]
     settings_markdown: str = ""  # the lines above the table: shared settings, differences, warning
-
-
-class NothingToReport(UserError):
-    """A sweep folder in which no run has finished yet (`gaaf report` says so and exits 1)."""
-
-
-def require_finished(root: Path, rows: list[RunRow]) -> None:
-    """Raise NothingToReport, counting the run folders by state, when no run has finished."""
-    states = [r.state for row in rows for r in row.results.values()]
-    if folders.FINISHED in states:
-        return
-    counts = ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states), key=states.index))
-    raise NothingToReport(f"nothing to report yet: none of the {plural(len(states), 'run folder')} under {root} has "
-                          f"finished ({counts or 'none planned'})")  # fmt: skip
-
-
-def load_rows(root: Path) -> tuple[Study, list[RunRow]]:
-    """The study (from study.json, or inferred from the folders) and one RunRow per run."""
-    root = Path(root)
-    saved = folders.read_json(root / folders.STUDY_FILE)
-    expected: dict[str, set[int]] = {}
-    planned_configs: dict[str, dict[str, Any]] = {}
-    if isinstance(saved, dict) and isinstance(saved.get("study"), dict):
-        study = Study.from_dict(saved["study"])
-        for r in saved.get("runs", []):
-            expected.setdefault(r["name"], set()).add(int(r["seed"]))
-            planned_configs.setdefault(r["name"], r.get("config", {}))
-    else:  # no study.json: a folder of runs/<name>/seed<k>/ written some other way
-        names = sorted(p.name for p in (root / "runs").glob("*") if p.is_dir())
-        if not names:
-            raise UserError(f"{root} holds no study.json and no runs/<run>/seed<k>/ folders; "
-                            "pass the --out folder of gaaf sweep")  # fmt: skip
-        study = Study(title=root.name, description="", base={}, runs=tuple(RunSpec(n, {}) for n in names), seeds=())
-    rows = []
-    for spec in study.runs:
-        seeds = set(expected.get(spec.name, set()) or study.seeds)
-        for p in (root / "runs" / spec.name).glob("seed*"):  # seeds run by earlier sweeps too
-            if p.is_dir() and p.name[4:].isdigit():
-                seeds.add(int(p.name[4:]))
-        results = {s: folders.read_run(folders.run_dir(root, spec.name, s)) for s in sorted(seeds)}
-        config = next((r.config for r in results.values() if r.config), None) or planned_configs.get(spec.name) or {
-            **study.base, **spec.overrides}
-        rows.append(RunRow(spec, results, config))
-    by_name = {row.name: row for row in rows}
-    for row in rows:
-        row.summary = stats.summarize(row.accs())
-    for row in rows:
-        baseline = by_name.get(study.baseline_of(row.spec) or "")
-        if baseline is not None and baseline is not row:
-            row.comparison = stats.welch(row.accs(), baseline.accs())
-    return study, rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +91,7 @@ def settings_markdown(rows: list[RunRow]) -> str:
     return "\n\n".join(line for line in lines if line)
 
 
-def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
+def table_rows(study: Study, rows: list[RunRow], mde: float | None = None) -> list[list[str]]:
     out = []
     for row in rows:
         c = row.config
@@ -166,7 +102,7 @@ def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
         elif row.comparison is None:
             delta, verdict = "—", "—"
         else:
-            delta = row.comparison.format() if row.comparison.verdict != stats.N_TOO_SMALL else "—"
+            delta = row.comparison.format() if not math.isnan(row.comparison.diff) else "—"
             if against != study.baseline:  # a run with its own baseline says which
                 delta += f" vs {against}"
             verdict = row.comparison.verdict
@@ -177,7 +113,8 @@ def table_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
         s = settings.setting_of(c)
         out.append([row.name, s.dataset, str(c.get("model", "?")), act, shift, settings.images_cell(s.train),
                     settings.images_cell(s.test), str(s.epochs if s.epochs is not None else "?"), acc,
-                    _published(row.spec), delta, verdict, s.preset, s.optimizer, s.lr, s.batch_size, s.augment])  # fmt: skip
+                    _published(row.spec), delta, verdict, *report_stats.stats_cells(row.comparison, mde), s.preset,
+                    s.optimizer, s.lr, s.batch_size, s.augment])  # fmt: skip
     return out
 
 
@@ -224,25 +161,22 @@ def seed_rows(rows: list[RunRow], root: Path) -> list[dict[str, Any]]:
                 "final_test_acc": s.get("final_test_acc") if r.state == folders.FINISHED else None,
                 "best_test_acc": s.get("best_test_acc"), "best_epoch": s.get("best_epoch"),
                 "epochs_done": folders.epochs_done(r.folder), "total_seconds": s.get("total_seconds"),
+                "epochs_to_target": report_stats.seed_epochs_to_target(row, seed),
                 "published": row.spec.published, "published_source": row.spec.published_source,
                 "published_setting": _published_setting(row.spec), "folder": _relative(r.folder, root),
             })  # fmt: skip
     return out
 
 
-def run_rows(study: Study, rows: list[RunRow]) -> list[dict[str, Any]]:
+def run_rows(study: Study, rows: list[RunRow], mde: float | None = None) -> list[dict[str, Any]]:
     out = []
     for row in rows:
-        w = row.comparison
         out.append({
             "run": row.name, "model": row.config.get("model"), **setting_fields(row.config),
             "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
             "accs": " ".join(f"{a:.6g}" for a in row.accs()), "published": row.spec.published,
             "published_source": row.spec.published_source, "published_setting": _published_setting(row.spec),
-            "baseline": study.baseline_of(row.spec),
-            "diff": _f(w.diff) if w else None, "ci_low": _f(w.ci_low) if w else None,
-            "ci_high": _f(w.ci_high) if w else None, "df": _f(w.df) if w else None, "p": _f(w.p) if w else None,
-            "verdict": w.verdict if w else ("baseline" if row.name == study.baseline_of(row.spec) or row.name == study.baseline else None),
+            **report_stats.run_stats_fields(study, row, mde),
             "missing": sum(r.state != folders.FINISHED for r in row.results.values()),
         })  # fmt: skip
     return out
@@ -285,15 +219,6 @@ def to_csv(columns: "tuple[str, ...]", rows: list[dict[str, Any]]) -> str:
 # the report
 
 
-_STATS_NOTE = (
-    "acc: final test accuracy, mean ± sample std (ddof = 1) over the finished seeds (n). "
-    "Δ: mean difference to the baseline run with its 95% confidence interval from Welch's t "
-    "(unequal variances, Welch–Satterthwaite degrees of freedom). verdict: *better* / *worse* when the "
-    "CI excludes 0, else *no significant difference*; *n too small* when either side has fewer than two "
-    "finished seeds. published: the single-run number from the seed (the first public GAAF code, Keras; "
-    "full CIFAR-10, 200 epochs) or the paper (Hahn & Choi, arXiv:1806.09783; full data, epochs not "
-    "stated), with the setting it was trained on. Per-seed numbers: report.csv; statistics: runs.csv."
-)
 COLUMN_NOTE = (
     "Columns: train images / test images: images used of the split (`limit_train`, `limit_test`); epochs: "
     "epochs asked for; preset, optimizer, lr, batch size, augment: the recipe. Against the seed's README "
@@ -303,11 +228,16 @@ COLUMN_NOTE = (
 
 
 def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
-                 images: Sequence[tuple[str, Path]] = ()) -> Report:
+                 images: Sequence[tuple[str, Path]] = (), mde: float | None = None) -> Report:
     """Write report.md (linking `images`: (caption, PNG path) pairs, already drawn into `out`),
-    report.csv and runs.csv into `out`."""
+    report.csv and runs.csv into `out`. mde: the difference to plan seeds for (`--mde`), or None."""
     root, out = Path(root), Path(out)
-    table = markdown_table(TABLE_COLUMNS, table_rows(study, rows))
+    check_mde(mde)
+    columns = TABLE_COLUMNS
+    if mde is not None:  # the power column right after the statistics, where table_rows puts its cells
+        at = TABLE_COLUMNS.index(report_stats.STATS_COLUMNS[-1]) + 1
+        columns = (*TABLE_COLUMNS[:at], report_stats.power_column(mde), *TABLE_COLUMNS[at:])
+    table = markdown_table(columns, table_rows(study, rows, mde))
     above = settings_markdown(rows)
     problems = problems_markdown(rows)
     md = [f"# {study.title or 'Study report'}", ""]
@@ -317,7 +247,11 @@ def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
     n_all = sum(len(row.results) for row in rows)
     md += [f"Sweep folder: `{root}` — {n_done}/{n_all} run folders finished"
            + (f"; baseline: `{study.baseline}`" if study.baseline else "") + ".", ""]  # fmt: skip
-    md += [above, "", table, "", COLUMN_NOTE, "", _STATS_NOTE, ""]
+    md += [above, "", table, "", COLUMN_NOTE, "", report_stats.stats_note(rows, mde), ""]
+    targets = report_stats.target_rows(study, rows)
+    if targets:
+        md += ["## Time to target", "", markdown_table(report_stats.TARGET_COLUMNS, targets), "",
+               report_stats.target_note(rows), ""]  # fmt: skip
     if any(row.spec.published_source == "paper" for row in rows):
         md += ["The paper does not say which CIFAR architecture it used; its numbers are shown beside ours "
                f"for orientation only (ours: {', '.join(sorted({str(r.config.get('model')) for r in rows}))}).", ""]
@@ -333,7 +267,7 @@ def write_report(root: Path, out: Path, study: Study, rows: list[RunRow],
     ), ""]  # fmt: skip
     atomic_write_text(out / "report.md", "\n".join(md))
     atomic_write_text(out / "report.csv", to_csv(SEED_CSV_COLUMNS, seeds))
-    atomic_write_text(out / "runs.csv", to_csv(RUN_CSV_COLUMNS, run_rows(study, rows)))
+    atomic_write_text(out / "runs.csv", to_csv(RUN_CSV_COLUMNS, run_rows(study, rows, mde)))
     files = [out / "report.md", out / "report.csv", out / "runs.csv"] + [path for _, path in images]
     return Report(study, rows, table, problems, files, above)
 
@@ -351,3 +285,9 @@ def probe_runs(study: Study, rows: list[RunRow]) -> dict[str, tuple[int, Path]]:
 
 def _cell(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if isinstance(v, (int, float)) else "—"
+
+
+def check_mde(mde: float | None) -> None:
+    """`--mde`: a difference in accuracy, a number in (0, 1); UserError otherwise."""
+    if mde is not None and not (isinstance(mde, (int, float)) and 0.0 < mde < 1.0):
+        raise UserError(f"--mde must be a difference in accuracy between 0 and 1 (e.g. 0.005), got {mde!r}")

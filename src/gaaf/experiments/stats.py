@@ -1,20 +1,32 @@
-"""Statistics for studies: mean ± std over seeds and Welch's two-sample comparison.
+"""Statistics for studies: mean ± std over seeds, and a run compared with its baseline by a paired
+or Welch t test.
 
-Every comparison in a report is "run A minus baseline B" on final test accuracy, with per-seed
-results a_1..a_n and b_1..b_m treated as independent samples with possibly different variances.
+Every comparison in a report is "run A minus baseline B" on one number per seed (final test accuracy,
+or epochs to a target). Two tests, chosen by :mod:`gaaf.experiments.compare`:
 
-Welch's t (unequal variances)::
+Paired t (every seed of A has its partner, the same seed, in B: same initial weights and batch order)::
 
-    d   = mean(a) − mean(b)
-    se  = sqrt(s_a²/n + s_b²/m)                     s² with ddof = 1
-    t   = d / se
-    ν   = se⁴ / ((s_a²/n)²/(n − 1) + (s_b²/m)²/(m − 1))      (Welch–Satterthwaite)
-    95% CI = d ± t_{0.975, ν} · se
-    p   = 2 · (1 − F_ν(|t|))
+    δ_i = a_i − b_i (i = 1..n)     diff = mean(δ)     sd = std(δ, ddof = 1)
+    se  = sd / √n     t = diff / se     ν = n − 1     d = diff / sd   (Cohen's d_z)
+
+Welch's t (unequal variances; any seeds)::
+
+    diff = mean(a) − mean(b)
+    se   = sqrt(s_a²/n + s_b²/m)                     s² with ddof = 1
+    t    = diff / se
+    ν    = se⁴ / ((s_a²/n)²/(n − 1) + (s_b²/m)²/(m − 1))      (Welch–Satterthwaite)
+    d    = diff / s_pooled,   s_pooled² = ((n − 1)s_a² + (m − 1)s_b²) / (n + m − 2)   (Cohen's d)
+
+Both: 95% CI = diff ± t_{0.975, ν} · se, p = 2 · (1 − F_ν(|t|)) (two-sided), verdict *better* /
+*worse* when p < 0.05 (the CI excludes 0), else *no significant difference*; `compare.holm` later
+replaces the p behind the verdict by its Holm-adjusted value. Fewer than two values (pairs) on a side:
+*n too small* (the difference is still given). No spread at all (se = 0: every seed identical on both
+sides, or every per-seed difference equal; a spread under 1e-12 of the values is rounding and counts
+as none): *no spread: cannot test*, with p = NaN — never "p = 0".
 
 `scipy.stats.t` gives the quantile when SciPy is installed (it is only a dev dependency); otherwise
 our own Student-t CDF (a regularized incomplete beta, by Lentz's continued fraction) inverted by
-bisection, which agrees with SciPy to ~1e-10.
+bisection, which agrees with SciPy to ~1e-10. The normal quantile is our own (bisection on erfc).
 """
 from __future__ import annotations
 
@@ -27,6 +39,10 @@ BETTER = "better"
 WORSE = "worse"
 NO_DIFFERENCE = "no significant difference"
 N_TOO_SMALL = "n too small"
+NO_SPREAD = "no spread: cannot test"
+#: Comparison.test
+PAIRED = "paired"
+WELCH = "welch"
 
 
 @dataclass(frozen=True)
@@ -60,8 +76,11 @@ def summarize(values: Sequence[float]) -> Summary:
 
 
 @dataclass(frozen=True)
-class Welch:
-    """Result of `welch(a, b)`: difference of means a − b, its 95% CI, t, df, p and a verdict."""
+class Comparison:
+    """A run compared with its baseline: the difference a − b, its 95% CI, t, df, the two-sided p,
+    Cohen's d and a verdict. test: PAIRED or WELCH; n_a, n_b: values on each side (pairs: n_a = n_b);
+    sd: the standard deviation behind d (of the differences, or pooled); p_adj: p after Holm's
+    adjustment across the study's comparisons (`compare.holm`), NaN until then."""
 
     n_a: int
     n_b: int
@@ -73,52 +92,114 @@ class Welch:
     ci_high: float
     p: float
     verdict: str
+    test: str = "welch"
+    d: float = math.nan
+    sd: float = math.nan
+    p_adj: float = math.nan
+
+    @property
+    def testable(self) -> bool:
+        """True when there is a p value (not n too small, not without spread)."""
+        return not math.isnan(self.p)
 
     def format(self, digits: int = 4) -> str:
-        """`+0.0123 [−0.0040, +0.0286]`, or `n too small`."""
+        """`+0.0123 [−0.0040, +0.0286]`; `+0.0123 (n=1, no test)`; `+0.0000 (no spread)`; `n too small`."""
+        if math.isnan(self.diff):
+            return N_TOO_SMALL
         if self.verdict == N_TOO_SMALL:
-            return N_TOO_SMALL if math.isnan(self.diff) else f"{self.diff:+.{digits}f} (no CI)"
+            return f"{self.diff:+.{digits}f} (n={min(self.n_a, self.n_b)}, no test)"
+        if self.verdict == NO_SPREAD:
+            return f"{self.diff:+.{digits}f} (no spread)"
         return f"{self.diff:+.{digits}f} [{self.ci_low:+.{digits}f}, {self.ci_high:+.{digits}f}]"
 
 
-def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Welch:
-    """Welch's unequal-variance comparison of mean(a) − mean(b) (formulas in the module docstring).
+#: the name this class had while Welch was the only test
+Welch = Comparison
 
-    With fewer than two values on either side there is no variance estimate: the verdict is
-    "n too small" (the difference is still given when both sides have a value). When both samples
-    have zero variance the CI collapses to the difference itself and df falls back to n + m − 2.
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+
+def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Comparison:
+    """Welch's unequal-variance comparison of mean(a) − mean(b) (formulas in the module docstring)."""
+    _check_confidence(confidence)
     sa, sb = summarize(a), summarize(b)
-    nan = math.nan
     if sa.n < 2 or sb.n < 2:
-        diff = sa.mean - sb.mean if sa.n and sb.n else nan
-        return Welch(sa.n, sb.n, diff, nan, nan, nan, nan, nan, nan, N_TOO_SMALL)
+        diff = sa.mean - sb.mean if sa.n and sb.n else math.nan
+        return _untestable(WELCH, sa.n, sb.n, diff, N_TOO_SMALL)
     diff = sa.mean - sb.mean
     va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n  # squared standard errors of each mean
     se = math.sqrt(va + vb)
-    if se == 0.0:
-        # identical seeds on both sides: no spread at all, any difference is exact
-        df = float(sa.n + sb.n - 2)
-        t = 0.0 if diff == 0 else math.copysign(math.inf, diff)
-        p = 1.0 if diff == 0 else 0.0
-        return Welch(sa.n, sb.n, diff, 0.0, t, df, diff, diff, p, _verdict(diff, diff))
+    if se <= _ROUNDING * max(map(abs, [*a, *b])):  # identical seeds on both sides: nothing to test against
+        return _untestable(WELCH, sa.n, sb.n, diff, NO_SPREAD)
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
+    pooled = math.sqrt(((sa.n - 1) * sa.std**2 + (sb.n - 1) * sb.std**2) / (sa.n + sb.n - 2))
+    return _t_test(WELCH, sa.n, sb.n, diff, se, df, pooled, confidence)
+
+
+def paired(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Comparison:
+    """Paired t on the differences a_i − b_i (a and b in the same seed order; formulas in the module
+    docstring). Raises ValueError when a and b differ in length."""
+    _check_confidence(confidence)
+    if len(a) != len(b):
+        raise ValueError(f"paired samples must have equal lengths, got {len(a)} and {len(b)}")
+    s = summarize([float(x) - float(y) for x, y in zip(a, b)])
+    if s.n < 2:
+        return _untestable(PAIRED, s.n, s.n, s.mean, N_TOO_SMALL)
+    if s.std <= _ROUNDING * max(map(abs, [*a, *b])):  # every seed moved by the same amount: no spread
+        return _untestable(PAIRED, s.n, s.n, s.mean, NO_SPREAD)
+    return _t_test(PAIRED, s.n, s.n, s.mean, s.std / math.sqrt(s.n), float(s.n - 1), s.std, confidence)
+
+
+#: a spread below this fraction of the values' size is rounding (0.82 − 0.81 ≠ 0.81 − 0.80 in floating
+#: point), not seed-to-seed variation: it counts as no spread
+_ROUNDING = 1e-12
+
+
+def _t_test(test: str, n_a: int, n_b: int, diff: float, se: float, df: float, sd: float,
+            confidence: float) -> Comparison:
     t = diff / se
     q = t_quantile(0.5 + confidence / 2.0, df)
-    lo, hi = diff - q * se, diff + q * se
     p = 2.0 * t_sf(abs(t), df)
-    return Welch(sa.n, sb.n, diff, se, t, df, lo, hi, p, _verdict(lo, hi))
+    return Comparison(n_a, n_b, diff, se, t, df, diff - q * se, diff + q * se, p, verdict_of(diff, p, 1.0 - confidence),
+                      test=test, d=diff / sd, sd=sd)  # fmt: skip
 
 
-def _verdict(ci_low: float, ci_high: float) -> str:
-    """The CI excludes 0 on the positive side → better; on the negative side → worse."""
-    if ci_low > 0:
-        return BETTER
-    if ci_high < 0:
-        return WORSE
+def _untestable(test: str, n_a: int, n_b: int, diff: float, verdict: str) -> Comparison:
+    nan = math.nan
+    return Comparison(n_a, n_b, diff, nan, nan, nan, nan, nan, nan, verdict, test=test)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
+
+
+def verdict_of(diff: float, p: float, alpha: float = 0.05) -> str:
+    """*better* / *worse* (by the sign of diff) when p < alpha, else *no significant difference*."""
+    if p < alpha:
+        return BETTER if diff > 0 else WORSE
     return NO_DIFFERENCE
+
+
+# ---------------------------------------------------------------------------------------------
+# the normal distribution
+
+
+def norm_ppf(p: float) -> float:
+    """The p-quantile of the standard normal: Φ(x) = ½·erfc(−x/√2) inverted by bisection (on the lower
+    tail, where erfc keeps its digits; the upper by symmetry)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"p must be in (0, 1), got {p!r}")
+    if p > 0.5:
+        return -norm_ppf(1.0 - p)
+    lo, hi = -40.0, 0.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-15 * max(1.0, abs(hi)):
+            break
+    return 0.5 * (lo + hi)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ def _register_report(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("dir", help="sweep folder written by gaaf sweep")
     p.add_argument("--out", help="report folder (default DIR/report)")
     p.add_argument("--no-plots", dest="plots", action="store_false", help="tables only")
+    p.add_argument("--mde", type=float, metavar="DELTA",
+                   help="a difference in accuracy (e.g. 0.005): add the seeds per arm that would detect it with "
+                        "80%% power (two-sided, alpha 0.05) at each run's observed spread")  # fmt: skip
     p.set_defaults(func=cmd_report)
 
 
@@ -57,7 +60,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise UserError(f"sweep folder {str(root)!r} not found; pass the --out folder of gaaf sweep")
     try:
-        report = build_report(root, Path(args.out) if args.out else None, plots=args.plots)
+        report = build_report(root, Path(args.out) if args.out else None, plots=args.plots, mde=args.mde)
     except NothingToReport as e:  # not bad input: the sweep has not got that far yet
         print(f"gaaf report: {e}", file=sys.stderr)
         return 1

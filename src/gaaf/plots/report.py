@@ -19,7 +19,7 @@ from ..activations import describe_activation
 from ..activations.registry import is_gaaf_activation
 from ..experiments import stats
 from ..experiments import settings
-from ..experiments.report import Report, RunRow, load_rows, probe_runs, require_finished, write_report
+from ..experiments.report import Report, RunRow, check_mde, load_rows, probe_runs, require_finished, write_report
 from ..experiments.study import Study
 from .figure import new_figure, save_figure
 from .probes import plot_probes
@@ -30,14 +30,16 @@ PROBE_CAPTIONS = {"probe_saturation.png": "Probes: fraction of activation inputs
                   "probe_hist.png": "Probes: activation input histograms, last epoch"}  # fmt: skip
 
 
-def build_report(root: Path, out: "Path | None" = None, *, plots: bool = True) -> Report:
-    """Read the sweep folder `root`, write the report files into `out` (default root/report).
-    Raises NothingToReport (writing nothing) when no run in `root` has finished yet."""
+def build_report(root: Path, out: "Path | None" = None, *, plots: bool = True, mde: "float | None" = None) -> Report:
+    """Read the sweep folder `root`, write the report files into `out` (default root/report); `mde`: add
+    the seeds for 80% power against that difference in accuracy. Raises NothingToReport (writing
+    nothing) when no run in `root` has finished yet, UserError for a bad `mde` (before anything is drawn)."""
     root = Path(root)
     out = Path(out) if out is not None else root / "report"
+    check_mde(mde)
     study, rows = load_rows(root)
     require_finished(root, rows)
-    return write_report(root, out, study, rows, report_figures(study, rows, out) if plots else [])
+    return write_report(root, out, study, rows, report_figures(study, rows, out) if plots else [], mde=mde)
 
 
 def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[str, Path]]:
