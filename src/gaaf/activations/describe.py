@@ -9,7 +9,8 @@ from .spec import activation_params
 
 
 def describe_activation(config: Mapping[str, Any]) -> tuple[str, str]:
-    """(activation, shift) cells: `gaaf_relu` / `-1`, `gaaf_relu(round)` / `-1`, `gaaf_relu(surrogate)` / `-1`, `gaaf_relu` / `no s(x)`,
+    """(activation, shift) cells: `gaaf_relu` / `-1`, `gaaf_relu(round)` / `-1`,
+    `gaaf_relu(surrogate)` / `-1`, `gaaf_relu` / `no s(x)`,
     `relu` / `-`. Defaults the config leaves as None are read from the activation itself."""
     act = str(config.get("activation", "?"))
     params = activation_params(config)
