@@ -182,7 +182,7 @@ def test_activation_params_are_every_gaaf_keyword():
         (dict(shape="none", shift=1.0), "shape 'none' takes no parameters; got unexpected shift"),
         (dict(shape=torch.tanh, width=1.0), "callable shape takes no shape parameters"),
         (dict(base="swish"), "unknown base activation 'swish'; choose one of: elu, gelu"),
-        (dict(variant="ceil"), "unknown variant 'ceil'; choose one of: floor, round"),
+        (dict(variant="ceil"), "unknown variant 'ceil'; choose one of: floor, round, surrogate"),
         (dict(shape="cosine"), "unknown shape 'cosine'; choose one of: gaussian, none, sigmoid"),
     ],
 )

@@ -78,8 +78,10 @@ def test_matches_reference_autodiff_float64(spec):
     assert (g_f - g_r).abs().max().item() <= 1e-12
 
 
-@pytest.mark.parametrize("spec", [GAAFSpec.build(s.base, s.shape, 10.0, s.variant, **s.shape_params) for s in ALL_SPECS],
-                         ids=lambda s: s.describe())
+# The surrogate's backward (φ' + s) is by design not the derivative of its forward (φ): gradcheck
+# does not apply; test_activations_surrogate.py checks it against the limit K → ∞ and gradgradcheck.
+@pytest.mark.parametrize("spec", [GAAFSpec.build(s.base, s.shape, 10.0, s.variant, **s.shape_params) for s in ALL_SPECS
+                                  if s.variant != "surrogate"], ids=lambda s: s.describe())
 def test_gradcheck(spec):
     # K = 10: a tooth is 0.1 wide and the points sit ≥ 0.01 inside it, far beyond gradcheck's eps
     x = _away_from_jumps(10.0, 12, -3.0, 3.0, seed=3, variant=spec.variant).requires_grad_(True)

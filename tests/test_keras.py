@@ -80,10 +80,21 @@ def test_gradient_is_accelerated_and_value_barely_moves() -> None:
     assert (y - torch.relu(x)).abs().max() <= 0.5 / 1e4 + 1e-15
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES.values()))
+def test_surrogate_value_is_phi_and_gradient_phi_prime_plus_s(dtype: torch.dtype) -> None:
+    """variant "surrogate": the value is relu(x) itself (plus an exact 0), the gradient relu' + s."""
+    x = _inputs(dtype)
+    y, grad = _value_and_grad(gk.GAAF("relu", shift=-1.0, variant="surrogate", dtype=DTYPES[dtype]), x)
+    assert torch.equal(y, torch.relu(x))
+    w = torch.linspace(-1, 1, x.numel(), dtype=dtype).reshape(x.shape)
+    torch.testing.assert_close(grad, w * ((x > 0).to(dtype) + torch.sigmoid(x - 1.0)), **TOL[dtype])
+
+
 @pytest.mark.parametrize("dtype,huge", [(torch.float32, 1e36), (torch.float64, 1e306)])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_overflow_guard_finite_in_finite_out(dtype: torch.dtype, huge: float, variant: str) -> None:
-    """Where x·K overflows: g = −0.5/K, g' = 1 (floor) or 0 (round); output and gradient finite."""
+    """Where x·K overflows: g = −0.5/K, g' = 1 (floor) or 0 (round); the surrogate's g is 0 and g' 1
+    everywhere. Output and gradient finite."""
     K = 1e4
     x = torch.tensor([-huge, huge], dtype=dtype)
     assert not torch.isfinite(x * K).any()
@@ -91,8 +102,8 @@ def test_overflow_guard_finite_in_finite_out(dtype: torch.dtype, huge: float, va
     x_ = x.clone().requires_grad_(True)
     y = layer(x_)
     (grad,) = torch.autograd.grad(y.sum(), x_)
-    torch.testing.assert_close(y, torch.tanh(x) - 0.5 / K)
-    expected_grad = torch.full_like(x, 1.0 if variant == "floor" else 0.0)  # tanh'(±huge) = 0
+    torch.testing.assert_close(y, torch.tanh(x) - (0.0 if variant == "surrogate" else 0.5 / K))
+    expected_grad = torch.full_like(x, 0.0 if variant == "round" else 1.0)  # tanh'(±huge) = 0
     torch.testing.assert_close(grad, expected_grad)
     # the PyTorch op has the same guard (the naive reference would give nan here)
     xt = x.clone().requires_grad_(True)

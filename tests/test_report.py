@@ -191,6 +191,8 @@ def test_describe_activation_reads_defaults_from_the_activation():
     assert describe_activation({"activation": "relu"}) == ("relu", "-")
     assert describe_activation({"activation": "gaaf_relu"}) == ("gaaf_relu", "4")  # the preset's shift
     assert describe_activation({"activation": "gaaf_tanh"}) == ("gaaf_tanh", "gaussian(center=0, width=3)")
+    surrogate = {"activation": "gaaf_relu", "variant": "surrogate", "shift": -1.0}
+    assert describe_activation(surrogate) == ("gaaf_relu(surrogate)", "-1")
 
 
 def test_folder_states(tmp_path: Path):

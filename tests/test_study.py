@@ -172,10 +172,15 @@ def test_shipped_studies_are_valid(name):
 
 def test_seed_table_is_the_seed_table():
     s = load_study(EXPERIMENTS / "seed_table.toml")
-    published = [r.published for r in s.runs]
+    seed_rows, ours = s.runs[:14], s.runs[14:]
+    published = [r.published for r in seed_rows]
     assert published == [0.8084, 0.6517, 0.6924, 0.7042, 0.7441, 0.78, 0.7886, 0.7945, 0.7948, 0.78, 0.7768,
                          0.7733, 0.6603, 0.8054]  # fmt: skip
-    assert all(r.published_source == "seed" for r in s.runs)
+    assert all(r.published_source == "seed" for r in seed_rows)
+    # one row beyond the seed's, with no published number: the surrogate limit at shift -1
+    assert [(r.published, r.published_source) for r in ours] == [(None, None)]
+    o = s.options(ours[0], 0)
+    assert (o["activation"], o["variant"], o["shift"]) == ("gaaf_relu", "surrogate", -1)
     shifts = [s.options(r, 0).get("shift") for r in s.runs[1:12]]
     assert shifts == [5, 4, 3, 2, 1, 0, -0.5, -1, -2, -3, -4]
     assert s.options(s.runs[12], 0)["shape"] == "none"

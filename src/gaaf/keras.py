@@ -21,7 +21,12 @@ floor and round must have zero derivative, so :math:`r` is written as
 for finite x and has derivative K, so autodiff gives :math:`dr/dx = K` — the same derivative as the
 naive composition, on every backend. Where :math:`xK` overflows (|x| > 3.4e38/K in float32) the frac
 part is taken as 0, so g = −0.5/K and g' stays 1 ("floor") or 0 ("round"): finite in, finite out,
-exactly like the fused PyTorch op. :math:`\lfloor y \rfloor` is computed from ``ops.round``
+exactly like the fused PyTorch op. Variant "surrogate" (K → ∞: g ≡ 0, g' = 1) is written
+
+.. math::  \phi(x) + \big(x - \mathrm{sg}(x)\big)\,\mathrm{sg}\big(s(x)\big)
+
+whose value is φ(x) (plus an exact 0) and whose gradient is φ'(x) + s(x), as the PyTorch op's.
+:math:`\lfloor y \rfloor` is computed from ``ops.round``
 (``round(y) − [round(y) > y]``): Keras's torch backend computes ``ops.floor`` of a float64 tensor
 in float32, which is wrong for |y| > 2²⁴ and inf beyond 3.4e38.
 
@@ -95,10 +100,13 @@ _LAYER_KWARGS = frozenset({"name", "dtype", "trainable", "autocast", "activity_r
 
 
 def sawtooth(x: Any, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor") -> Any:
-    """g(x) with keras.ops: value as the naive formula, derivative 1 ("floor") or sign(r) ("round").
+    """g(x) with keras.ops: value as the naive formula, derivative 1 ("floor") or sign(r) ("round");
+    "surrogate": x − sg(x), value 0 and derivative 1.
 
     x: any shape, floating dtype; the result has x's shape and dtype.
     """
+    if variant == "surrogate":
+        return x - ops.stop_gradient(x)
     y = x * frequency
     finite = ops.isfinite(y)
     # y_safe: x·K with overflowed entries replaced by 0 (an integer), so their frac part is 0 and
@@ -139,7 +147,10 @@ def gaaf(x: Any, spec: GAAFSpec) -> Any:
     """
     dtype = keras.backend.standardize_dtype(x.dtype)
     xc = ops.cast(x, "float32") if dtype in ("float16", "bfloat16") else x
-    y = _BASES[spec.base](xc) + sawtooth(xc, spec.frequency, spec.variant) * shape_value(xc, spec)
+    s = shape_value(xc, spec)
+    if spec.variant == "surrogate":  # g·s' vanishes with g: s carries no gradient
+        s = ops.stop_gradient(s)
+    y = _BASES[spec.base](xc) + sawtooth(xc, spec.frequency, spec.variant) * s
     return ops.cast(y, dtype) if xc is not x else y
 
 
@@ -155,7 +166,8 @@ class GAAF(keras.layers.Layer):
             (register it with ``@keras.saving.register_keras_serializable``). None (the default):
             the base's own shape, with the base's defaults, as in :class:`gaaf.GAAF`.
         frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
-        variant: "floor" (paper) or "round".
+        variant: "floor" (paper), "round" (seed's ex13) or "surrogate" (K → ∞: forward φ(x),
+            gradient φ'(x) + s(x)).
         **kwargs: the shape's parameters (shift, slope / center, width) and the usual Layer
             arguments (name, dtype, trainable, ...).
     """

@@ -1,5 +1,5 @@
 r"""The one table of what GAAF is made of: base activations, shapes s(x) with their parameters and
-defaults, sawtooth variants and the default frequency. Pure Python (no PyTorch): the spec, the
+defaults, sawtooth variants (:data:`VARIANTS`) and the default frequency. Pure Python (no PyTorch): the spec, the
 presets and the Keras layer read it without importing torch.
 
 Every implementation is a table keyed by these names and checked against them on import
@@ -56,8 +56,10 @@ from typing import Iterable, Mapping
 #: K, the sawtooth's inverse period: the output moves by at most 0.5/K.
 DEFAULT_FREQUENCY = 10_000.0
 
-#: g(x) = (xK − ⌊xK⌋ − 0.5)/K ("floor", the paper's) or (|xK − round(xK)| − 0.5)/K ("round").
-VARIANTS: tuple[str, ...] = ("floor", "round")
+#: g(x) = (xK − ⌊xK⌋ − 0.5)/K ("floor", the paper's) or (|xK − round(xK)| − 0.5)/K ("round");
+#: "surrogate" is their K → ∞ limit, g ≡ 0 with g' = 1: forward exactly φ(x), backward φ'(x) + s(x)
+#: (|g| ≤ 0.5/K takes g·s' with it). It tests whether GAAF is just a surrogate gradient.
+VARIANTS: tuple[str, ...] = ("floor", "round", "surrogate")
 
 #: The base activations φ, in the order tables and reports list them.
 BASES: tuple[str, ...] = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "gelu", "silu", "softplus")

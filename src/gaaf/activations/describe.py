@@ -9,7 +9,8 @@ from .spec import activation_params
 
 
 def describe_activation(config: Mapping[str, Any]) -> tuple[str, str]:
-    """(activation, shift) cells: `gaaf_relu` / `-1`, `gaaf_relu(round)` / `-1`, `gaaf_relu` / `no s(x)`,
+    """(activation, shift) cells: `gaaf_relu` / `-1`, `gaaf_relu(round)` / `-1`,
+    `gaaf_relu(surrogate)` / `-1`, `gaaf_relu` / `no s(x)`,
     `relu` / `-`. Defaults the config leaves as None are read from the activation itself."""
     act = str(config.get("activation", "?"))
     params = activation_params(config)
@@ -20,7 +21,7 @@ def describe_activation(config: Mapping[str, Any]) -> tuple[str, str]:
         pass
     if spec is None:  # a plain activation (or one we cannot build): no shape, no shift
         return act, "-" if "shift" not in params else short_number(params["shift"])
-    label = act + ("(round)" if spec.variant == "round" else "")
+    label = act + (f"({spec.variant})" if spec.variant != "floor" else "")
     shape = spec.shape if isinstance(spec.shape, str) else "custom"
     if shape == "none":
         return label, "no s(x)"

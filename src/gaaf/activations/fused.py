@@ -7,7 +7,8 @@ recomputes the derivative in closed form (:mod:`.pointwise`):
 .. math::  \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\,
            \bigl(\phi'(x) + g'(x)\,s(x) + g(x)\,s'(x)\bigr)
 
-with g' = 1 ("floor") or sign(xK − round(xK)) ("round"). It matches autograd of
+with g' = 1 ("floor") or sign(xK − round(xK)) ("round"); "surrogate" (K → ∞) has g ≡ 0 and
+g' = 1: the forward is PyTorch's own φ(x), bitwise, and the backward φ'(x) + s(x). It matches autograd of
 :func:`gaaf.activations.reference.gaaf_reference` to float64 rounding (tested to 1e-12), and,
 unlike the reference, stays finite for every finite input: where x·K overflows the sawtooth's
 fractional part is 0 (g = −0.5/K), and beyond float resolution (|x| ≳ 1.68e3 in float32 at
@@ -20,6 +21,7 @@ Execution paths (all give the same numbers up to rounding):
   once per (spec, dtype, device) (:mod:`.kernels`), or as plain ops where compiling is off,
   failed, or not worthwhile. The output has ``torch.empty_like(x)``'s layout: a dense input's
   exact strides (contiguous, channels_last, permuted), a contiguous/channels_last one otherwise.
+  The surrogate's forward is the base's own op on x itself (its output layout is that op's).
 * **inside torch.compile / export / jit tracing**: the plain math, so the outer compiler traces
   forward and backward with no graph break (``fullgraph=True`` works) and fuses them itself;
   when training under torch.compile the op sits in an activation checkpoint so that its
@@ -38,7 +40,7 @@ import torch.utils.checkpoint
 
 from . import kernels
 from .kernels import eager_compile_enabled, set_eager_compile
-from .pointwise import _bwd, _fwd
+from .pointwise import _as_tensor, _bwd, _fwd, _nan_to_zero, _shape, _upcast, callable_shape_value, plain_base_value
 from .spec import GAAFSpec
 
 Tensor = torch.Tensor
@@ -129,7 +131,7 @@ def _check_input(x: Any) -> None:
 
 # --------------------------------------------------------------------------- the autograd Function
 def _forward(x: Tensor, spec: GAAFSpec) -> Tensor:
-    if _plain_only(x):
+    if _plain_only(x) or spec.variant == "surrogate":  # the surrogate: φ's own op on x, bitwise
         return _fwd(x, spec)
     xd = _dense(x)
     return _unflat(kernels.forward_flat(_flat(xd), spec), xd)
@@ -195,6 +197,20 @@ def _recompute_in_backward(x: Tensor) -> bool:
     return torch.compiler.is_dynamo_compiling() and torch.is_grad_enabled() and x.requires_grad
 
 
+def _fwd_autograd(x: Tensor, spec: GAAFSpec) -> Tensor:
+    """The plain forward in a form autograd differentiates exactly: :func:`_fwd` itself, but for the
+    surrogate φ(x) + z·s(x) with s detached and z = x − x.detach() (0 in value, NaN → 0 where x is
+    ±inf; derivative 1): derivative φ' + s."""
+    if spec.variant != "surrogate":
+        return _fwd(x, spec)
+    xc = _upcast(x)
+    if callable(spec.shape):
+        s = callable_shape_value(xc, spec.shape)
+    else:
+        s = _as_tensor(_shape(spec.shape).value(xc, spec.shape_params), xc)
+    return (plain_base_value(xc, spec.base) + _nan_to_zero(xc - xc.detach()) * s.detach()).to(x.dtype)
+
+
 def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
     """φ(x) + g(x)·s(x) for a validated spec, through :class:`GAAFFn` (output dtype = x's dtype)."""
     _check_input(x)
@@ -202,7 +218,7 @@ def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
         if callable(spec.shape):
             # the Function's backward would call torch.autograd.grad on the callable, which the
             # compiler cannot trace: the plain forward, differentiated by autograd, instead
-            return _fwd(x, spec)
+            return _fwd_autograd(x, spec)
         if _recompute_in_backward(x):
             return torch.utils.checkpoint.checkpoint(GAAFFn.apply, x, spec, use_reentrant=False)
         return GAAFFn.apply(x, spec)

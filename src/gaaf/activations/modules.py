@@ -20,7 +20,8 @@ class GAAF(nn.Module):
         shape: s(x): "sigmoid" (sigmoid(slope·(x + shift))), "gaussian" (exp(−(x − center)²/width)),
             "none" (s ≡ 1), or any callable x → s(x). None (the default): the base's own shape.
         frequency: K, the sawtooth's inverse period (default 10,000). Output moves by ≤ 0.5/K.
-        variant: "floor" (paper) or "round" (seed's ex13).
+        variant: "floor" (paper), "round" (seed's ex13) or "surrogate" (K → ∞: forward exactly
+            φ(x), gradient φ'(x) + s(x); tests whether the sawtooth's value matters).
         **shape_params: the shape's parameters (shift, slope / center, width). Those not given
             take the base's defaults (:mod:`gaaf.activations.catalog`): ``GAAF("relu")`` is the
             ``gaaf_relu`` preset, sigmoid shape with shift 4.

@@ -13,6 +13,7 @@ shape out. With :math:`y = xK`:
 
     g(x) = (y - \lfloor y \rfloor - 0.5)/K,\quad g' = 1                    \quad\text{("floor")}
     g(x) = (|y - \mathrm{round}(y)| - 0.5)/K,\quad g' = \mathrm{sign}(y - \mathrm{round}(y))  \quad\text{("round")}
+    g(x) = 0,\quad g' = 1  \quad\text{("surrogate": K → ∞, value exactly } \phi(x)\text{, plain\_base\_value)}
 
 Finite in, finite out. For a finite x the value and the gradient are finite:
 
@@ -123,6 +124,12 @@ def _gelu_slope_plus(x: Tensor, rest: Tensor) -> Tensor:
     return rest + (_normal_cdf(c) + c * pdf)
 
 
+def _plain_gelu(x: Tensor) -> Tensor:
+    """F.gelu(x) itself, but x above 40 (there ATen's gelu is x too, or inf near +max, the only place
+    it overflows: x·0.5·(1 + erf) ≤ |x| for x < 0): bitwise ATen's gelu wherever that is finite."""
+    return torch.where(x > _GELU_SATURATION, x, F.gelu(x))
+
+
 def _tanh_slope_plus(x: Tensor, rest: Tensor) -> Tensor:
     t = torch.tanh(x)
     return rest + (1.0 - t * t)
@@ -173,13 +180,19 @@ def base_value(x: Tensor, base: str) -> Tensor:
     return _base(base).value(x)
 
 
+def plain_base_value(x: Tensor, base: str) -> Tensor:
+    """φ(x) as PyTorch's own op (nn.ReLU, nn.GELU, ...) computes it, bitwise, on x in its own dtype:
+    the surrogate's forward. :data:`BASE_MATH`'s value but for gelu (:func:`_plain_gelu`)."""
+    return _plain_gelu(x) if base == "gelu" else _base(base).value(x)
+
+
 def base_slope_plus(x: Tensor, base: str, rest: Tensor) -> Tensor:
     """φ'(x) + rest (see :data:`BASE_MATH`)."""
     return _base(base).slope_plus(x, rest)
 
 
 # --------------------------------------------------------------------------- sawtooth g
-def sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tensor, Num]":
+def sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Num, Num]":
     """(g(x), g'(x)), overflow-safe: where x·K is ±inf the fractional part counts as 0.
 
     There ``y - floor(y)`` is ``inf - inf = NaN`` (a finite y never gives NaN), so NaN → 0 is the
@@ -192,9 +205,11 @@ def sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tens
     return c * (1.0 / frequency), dg
 
 
-def centered_sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Tensor, Num]":
+def centered_sawtooth_and_slope(x: Tensor, frequency: float, variant: str) -> "tuple[Num, Num]":
     """(c, g'(x)) with c = K·g(x) ∈ [−0.5, 0.5): the sawtooth before the 1/K scale, so callers
     can fold 1/K into another constant (one multiply fewer per element)."""
+    if variant == "surrogate":  # K → ∞: g ≡ 0 (|g| ≤ 0.5/K), g' = 1
+        return 0.0, 1.0
     y = x * frequency
     if variant == "floor":
         return _nan_to_zero(y - torch.floor(y)) - 0.5, 1.0
@@ -214,13 +229,15 @@ class ShapeMath(NamedTuple):
 
     * ``times_g(x, g, p)`` = g(x)·s(x), the forward's term;
     * ``terms(x, c, g', K, p)`` = g'(x)·s(x) + g(x)·s'(x) with g = c/K, the backward's terms,
-      factored to save multiplies, with the 1/K of g folded into the constant multiplying c.
+      factored to save multiplies, with the 1/K of g folded into the constant multiplying c;
+    * ``value(x, p)`` = s(x), the surrogate's term (g ≡ 0, g' = 1).
 
     Python numbers stand for constants (s ≡ 1/2 for slope 0, s ≡ 1 for "none").
     """
 
     times_g: Callable[[Tensor, Tensor, Params], Num]
     terms: Callable[[Tensor, Tensor, Num, float, Params], Num]
+    value: Callable[[Tensor, Params], Num]
 
 
 def _neg_affine(x: Tensor, slope: float, shift: float) -> Tensor:
@@ -281,9 +298,10 @@ def _gaussian_terms(x: Tensor, c: Tensor, dg: Num, frequency: float, p: Params) 
 
 #: g·s and g'·s + g·s' of every named shape (formulas in :mod:`.catalog`).
 SHAPE_MATH: "Mapping[str, ShapeMath]" = {
-    "sigmoid": ShapeMath(_sigmoid_times_g, _sigmoid_terms),
-    "gaussian": ShapeMath(lambda x, g, p: g * _gaussian_s(x, p)[1], _gaussian_terms),
-    "none": ShapeMath(lambda x, g, p: g, lambda x, c, dg, frequency, p: dg),
+    "sigmoid": ShapeMath(_sigmoid_times_g, _sigmoid_terms, _sigmoid_s),
+    "gaussian": ShapeMath(lambda x, g, p: g * _gaussian_s(x, p)[1], _gaussian_terms,
+                          lambda x, p: _gaussian_s(x, p)[1]),
+    "none": ShapeMath(lambda x, g, p: g, lambda x, c, dg, frequency, p: dg, lambda x, p: 1.0),
 }
 check_names(SHAPE_MATH, SHAPE_DEFAULTS, "pointwise.SHAPE_MATH")
 
@@ -318,8 +336,11 @@ def _fwd(x: Tensor, spec: "GAAFSpec") -> Tensor:
 
     Plain differentiable ops: autograd through it gives the exact gradient too (floor and round
     have derivative 0, the NaN guard passes it through), which is how a callable shape is
-    differentiated inside torch.compile.
+    differentiated inside torch.compile. The surrogate's value is φ(x) alone (for a form autograd
+    differentiates to φ' + s see :func:`gaaf.activations.fused._fwd_autograd`).
     """
+    if spec.variant == "surrogate":
+        return plain_base_value(x, spec.base)
     xc = _upcast(x)
     g, _ = sawtooth_and_slope(xc, spec.frequency, spec.variant)
     if callable(spec.shape):
@@ -344,13 +365,16 @@ def _bwd(x: Tensor, grad: Tensor, spec: "GAAFSpec") -> Tensor:
             s_t = callable_shape_value(xd, spec.shape)
         total = base_slope_plus(xc, spec.base, _as_tensor(dg * s_t.detach(), xc))
         out = gc * total
-        if s_t.requires_grad:
+        if s_t.requires_grad and spec.variant != "surrogate":  # the surrogate's g ≡ 0: no g·s' term
             (vjp,) = torch.autograd.grad(s_t, xd, gc * g, allow_unused=True)
             if vjp is not None:
                 out = out + vjp
         return out.to(x.dtype)
-    c, dg = centered_sawtooth_and_slope(xc, spec.frequency, spec.variant)  # g = c/K
-    terms = _shape(spec.shape).terms(xc, c, dg, spec.frequency, spec.shape_params)
+    if spec.variant == "surrogate":  # g ≡ 0, g' = 1: φ' + s
+        terms = _shape(spec.shape).value(xc, spec.shape_params)
+    else:
+        c, dg = centered_sawtooth_and_slope(xc, spec.frequency, spec.variant)  # g = c/K
+        terms = _shape(spec.shape).terms(xc, c, dg, spec.frequency, spec.shape_params)
     return (gc * base_slope_plus(xc, spec.base, _as_tensor(terms, xc))).to(x.dtype)
 
 
@@ -361,5 +385,5 @@ def _as_tensor(v: Num, like: Tensor) -> Tensor:
 
 __all__ = [
     "BASE_MATH", "SHAPE_MATH", "BaseMath", "ShapeMath", "compute_dtype", "base_value", "base_slope_plus",
-    "sawtooth_and_slope", "centered_sawtooth_and_slope", "callable_shape_value", "_fwd", "_bwd",
+    "sawtooth_and_slope", "centered_sawtooth_and_slope", "callable_shape_value", "plain_base_value", "_fwd", "_bwd",
 ]

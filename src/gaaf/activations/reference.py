@@ -19,6 +19,15 @@ derivative) gives
 
 with :math:`g' = 1` ("floor") or :math:`g' = \mathrm{sign}(xK - \mathrm{round}(xK))` ("round").
 
+Variant "surrogate" is the limit K → ∞ of "floor": |g| ≤ 0.5/K vanishes, g' = 1 stays, so
+
+.. math::  \phi_{new}(x) = \phi(x), \qquad \phi_{new}'(x) = \phi'(x) + s(x)
+
+(g·s' vanishes with g). Here it is written as g(x) = x − x.detach(): exactly 0 in value for
+finite x, so the forward is φ(x) + 0·s(x) = φ(x) (a −0 may come out as +0), and autograd
+differentiates it to 1, giving φ' + 1·s + 0·s' = φ' + s. If a network trains as well with it as
+with GAAF, the sawtooth's value does nothing and GAAF acts as a surrogate gradient.
+
 What is deliberately written twice. The names, parameters and defaults come from the one table,
 :mod:`.catalog`. The *values* of φ, g and s are written here a second time, independently of
 the closed forms in :mod:`.pointwise` that the fused op and its compiled kernels run: here as the
@@ -56,6 +65,8 @@ check_names(BASES, _BASE_NAMES, "reference.BASES")
 
 def sawtooth(x: Tensor, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor") -> Tensor:
     """g(x): the gradient-acceleration term, naive form (see module docstring)."""
+    if variant == "surrogate":  # K → ∞: value 0 (finite x), derivative 1
+        return x - x.detach()
     y = x * frequency
     if variant == "floor":
         return (y - torch.floor(y) - 0.5) / frequency

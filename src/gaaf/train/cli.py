@@ -100,7 +100,8 @@ def _activation_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--center", type=float, help=f"gaussian shape: s(x) = exp(-(x - center)^2 / width) {_default('center')}")
     g.add_argument("--width", type=float, help=f"gaussian shape width {_default('width')}")
     g.add_argument("--frequency", type=float, help=f"K, the sawtooth's inverse period {_default('frequency')}")
-    g.add_argument("--variant", help=f"floor (paper) | round (seed's ex13) {_default('variant')}")
+    g.add_argument("--variant", help=f"floor (paper) | round (seed's ex13) | surrogate (K -> inf: forward phi(x), "
+                   f"gradient phi'(x) + s(x)) {_default('variant')}")
     g.add_argument("--stem-activation", dest="stem_activation",
                    help=f"activation after the stem conv {_default('stem_activation')}")
 
