@@ -119,7 +119,7 @@ def test_kernel_cache_is_keyed_by_spec(monkeypatch):
         def __init__(self, fn):
             self.run = fn
 
-    def fake_build(spec, name, device_type):
+    def fake_build(spec, name, dtype, device_type):
         built.append(spec)
         return Plain(lambda x: pointwise._fwd(x, spec)), Plain(lambda x, g: pointwise._bwd(x, g, spec))
 
