@@ -17,11 +17,12 @@ from typing import Any, Sequence
 from torch import nn
 
 from ._sites import ActivationArg, activation_sites, count_parameters
+from .keras_bn import KerasBatchNorm2d
 from .mlp import MLP, mlp
 from .resnet import ResNet, check_depth, resnet_v1, resnet_v2
 
 __all__ = [
-    "MLP", "ResNet", "activation_sites", "build_model", "count_parameters", "list_models", "mlp",
+    "KerasBatchNorm2d", "MLP", "ResNet", "activation_sites", "build_model", "count_parameters", "list_models", "mlp",
     "resnet_v1", "resnet_v2",
 ]
 
@@ -47,6 +48,7 @@ def build_model(
     *,
     stem_activation: "ActivationArg | None" = None,
     batch_norm: bool = True,
+    keras2_batch_norm: bool = False,
     hidden: "Sequence[int] | None" = None,
     dropout: float = 0.0,
 ) -> nn.Module:
@@ -59,6 +61,8 @@ def build_model(
         activation, act_params: the activation at every site (registry name or class/factory).
         stem_activation: ResNets only; None = `activation`, "relu" = the seed's v1 stem.
         batch_norm: ResNets only; False builds the nets without BatchNorm (the MLP has none).
+        keras2_batch_norm: ResNets with batch_norm only: Keras 2.2 / TF 1.x zero-debiased moving
+            statistics (`KerasBatchNorm2d`, the seed's), else PyTorch's BatchNorm2d. Ignored by the MLP.
         hidden, dropout: MLP only; hidden defaults to (512, 512).
     """
     if not isinstance(name, str):
@@ -88,7 +92,7 @@ def build_model(
     builder = resnet_v1 if version == 1 else resnet_v2
     return builder(
         depth, num_classes, activation, stem_activation=stem_activation, in_channels=shape[0],
-        batch_norm=batch_norm, input_size=(shape[1], shape[2]), **params,
+        batch_norm=batch_norm, keras2_batch_norm=keras2_batch_norm, input_size=(shape[1], shape[2]), **params,
     )
 
 

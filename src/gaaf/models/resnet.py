@@ -9,6 +9,8 @@ arXiv:1603.05027). Everything Keras does by default is done here too:
   0 before and 1 after, see :class:`Conv2dSame`), with a bias (``use_bias=True``);
 - ``kernel_initializer="he_normal"`` for every conv and the Dense head, zero biases;
 - ``BatchNormalization()``: momentum 0.99 / epsilon 1e-3, i.e. PyTorch momentum 0.01, eps 1e-3;
+  ``keras2_batch_norm=True`` also keeps Keras 2.2 / TF 1.x's zero-debiased moving statistics
+  (:class:`~gaaf.models.keras_bn.KerasBatchNorm2d`, what the seed ran);
 - ``AveragePooling2D(pool_size=8)`` (stride 8, "valid"), ``Flatten()``, ``Dense(num_classes)``.
   The head returns logits: the example's softmax belongs in the loss (``F.cross_entropy``).
 
@@ -37,7 +39,7 @@ Trainable parameters: ResNet20 v1 273,066; ResNet56 v2 1,663,338 (as Keras's mod
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +47,11 @@ from torch import nn
 
 from ._init import batch_norm2d, init_keras_
 from ._sites import ActivationArg, SiteFactory, site_factory
+from .keras_bn import KerasBatchNorm2d
 
 Size2 = Union[int, "tuple[int, int]"]
+#: channels → a normalisation module (BatchNorm2d, KerasBatchNorm2d or Identity)
+NormFactory = Callable[[int], nn.Module]
 
 #: Depth rule, canonical examples and block type per version.
 _DEPTH_RULE = {1: (6, "6n+2"), 2: (9, "9n+2")}
@@ -91,8 +96,16 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, padding=0, bias=True)
 
 
-def _norm(channels: int, enabled: bool) -> nn.Module:
-    return batch_norm2d(channels) if enabled else nn.Identity()
+def _no_norm(channels: int) -> nn.Module:
+    return nn.Identity()
+
+
+def norm_factory(batch_norm: bool, keras2: bool = False) -> NormFactory:
+    """BatchNorm with PyTorch's moving statistics, with Keras 2.2's zero-debiased ones
+    (`KerasBatchNorm2d`, `keras2`), or none (`batch_norm` False)."""
+    if not batch_norm:
+        return _no_norm
+    return KerasBatchNorm2d if keras2 else batch_norm2d
 
 
 class BasicBlock(nn.Module):
@@ -101,14 +114,14 @@ class BasicBlock(nn.Module):
     The last activation comes after the addition (Keras: ``Activation('relu')`` after ``add``).
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int, act: SiteFactory, batch_norm: bool) -> None:
+    def __init__(self, in_planes: int, planes: int, stride: int, act: SiteFactory, norm: NormFactory) -> None:
         super().__init__()
         # registration order = forward order, so activation_sites() lists sites in forward order
         self.conv1 = conv3x3(in_planes, planes, stride)
-        self.bn1 = _norm(planes, batch_norm)
+        self.bn1 = norm(planes)
         self.act1 = act()
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = _norm(planes, batch_norm)
+        self.bn2 = norm(planes)
         # linear projection (no BN, no activation) only where the shape changes
         project = stride != 1 or in_planes != planes
         self.shortcut = conv1x1(in_planes, planes, stride) if project else nn.Identity()
@@ -135,19 +148,19 @@ class Bottleneck(nn.Module):
         out_planes: int,
         stride: int,
         act: SiteFactory,
-        batch_norm: bool,
+        norm: NormFactory,
         *,
         preact: bool = True,
         project: bool = False,
     ) -> None:
         super().__init__()
-        self.bn1 = _norm(in_planes, batch_norm and preact)
+        self.bn1 = norm(in_planes) if preact else nn.Identity()
         self.act1 = act() if preact else nn.Identity()
         self.conv1 = conv1x1(in_planes, mid_planes, stride)
-        self.bn2 = _norm(mid_planes, batch_norm)
+        self.bn2 = norm(mid_planes)
         self.act2 = act()
         self.conv2 = conv3x3(mid_planes, mid_planes)
-        self.bn3 = _norm(mid_planes, batch_norm)
+        self.bn3 = norm(mid_planes)
         self.act3 = act()
         self.conv3 = conv1x1(mid_planes, out_planes)
         # the shortcut reads the raw x, not the pre-activated one (Keras passes `x`, not `y`)
@@ -216,6 +229,7 @@ def _resnet(
     batch_norm: bool,
     input_size: Size2,
     act_params: "dict[str, Any]",
+    keras2_batch_norm: bool = False,
 ) -> ResNet:
     n = check_depth(version, depth)
     for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
@@ -225,16 +239,17 @@ def _resnet(
     pooled = _pooled_size(h, depth, version) * _pooled_size(w, depth, version)
 
     act = site_factory(activation, act_params)
+    norm = norm_factory(batch_norm, keras2_batch_norm)
     # the stem gets its own activation only when asked (stem_activation="relu" = the seed's v1)
     stem_act = act if stem_activation is None else site_factory(stem_activation, what="stem_activation")
-    stem = nn.Sequential(OrderedDict(conv=conv3x3(in_channels, 16), bn=_norm(16, batch_norm), act=stem_act()))
+    stem = nn.Sequential(OrderedDict(conv=conv3x3(in_channels, 16), bn=norm(16), act=stem_act()))
 
     stages: list[nn.Module] = []
     if version == 1:
         in_planes = 16
         for stage, planes in enumerate((16, 32, 64)):
             blocks = [
-                BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, batch_norm)
+                BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, norm)
                 for b in range(n)
             ]
             stages.append(nn.Sequential(*blocks))
@@ -249,13 +264,13 @@ def _resnet(
             blocks = [
                 Bottleneck(
                     in_planes if b == 0 else out_planes, mid, out_planes, 2 if stage > 0 and b == 0 else 1,
-                    act, batch_norm, preact=not (stage == 0 and b == 0), project=b == 0,
+                    act, norm, preact=not (stage == 0 and b == 0), project=b == 0,
                 )
                 for b in range(n)
             ]
             stages.append(nn.Sequential(*blocks))
             mid = out_planes
-        head = nn.Sequential(OrderedDict(bn=_norm(out_planes, batch_norm), act=act()))
+        head = nn.Sequential(OrderedDict(bn=norm(out_planes), act=act()))
 
     model = ResNet(stem, stages, head, out_planes * pooled, num_classes, version=version, depth=depth)
     return init_keras_(model, "he_normal")
@@ -269,6 +284,7 @@ def resnet_v1(
     stem_activation: "ActivationArg | None" = None,
     in_channels: int = 3,
     batch_norm: bool = True,
+    keras2_batch_norm: bool = False,
     input_size: Size2 = 32,
     **act_params: Any,
 ) -> ResNet:
@@ -283,6 +299,8 @@ def resnet_v1(
             (pass a factory such as ``functools.partial`` for a parameterised one).
         in_channels: image channels (3 for CIFAR/SVHN).
         batch_norm: False builds the same net without any BatchNorm (the paper's "base" design).
+        keras2_batch_norm: BatchNorm with Keras 2.2 / TF 1.x zero-debiased moving statistics
+            (`KerasBatchNorm2d`, as the seed trained) instead of PyTorch's ``BatchNorm2d``.
         input_size: H and W (int or pair) the head's Dense is sized for; 32 gives a 1×1 pooled map.
         **act_params: the activation's parameters, e.g. ``shift=-1.0`` for "gaaf_relu".
 
@@ -290,7 +308,10 @@ def resnet_v1(
     the blocks used, so its "GAAF" nets were not GAAF at every site. Here the stem follows
     `activation` by default; ``stem_activation="relu"`` reproduces the seed.
     """
-    return _resnet(1, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params)
+    return _resnet(
+        1, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params,
+        keras2_batch_norm,
+    )
 
 
 def resnet_v2(
@@ -301,6 +322,7 @@ def resnet_v2(
     stem_activation: "ActivationArg | None" = None,
     in_channels: int = 3,
     batch_norm: bool = True,
+    keras2_batch_norm: bool = False,
     input_size: Size2 = 32,
     **act_params: Any,
 ) -> ResNet:
@@ -314,4 +336,7 @@ def resnet_v2(
     its GAAF through that same variable, so it was overwritten before use. Its v2 "GAAF" results
     are plain-relu results; ``activation="relu"`` reproduces them.
     """
-    return _resnet(2, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params)
+    return _resnet(
+        2, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params,
+        keras2_batch_norm,
+    )

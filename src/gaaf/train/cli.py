@@ -24,7 +24,9 @@ from typing import Any
 from ..activations.catalog import DEFAULT_FREQUENCY
 from ..errors import UserError, plural
 from .checkpoint import load_checkpoint
-from .config import DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config
+from .config import (
+    DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config, with_legacy_defaults,
+)
 from .engine import evaluate_checkpoint, train
 
 
@@ -87,6 +89,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help=f"resnet{{6n+2}}_v1, resnet{{9n+2}}_v2 or mlp {_default('model')}")
     g.add_argument("--no-batch-norm", dest="batch_norm", action="store_const", const=False, help="ResNets without BatchNorm")
+    g.add_argument("--keras2-batch-norm", dest="keras2_batch_norm", action=argparse.BooleanOptionalAction,
+                   help="BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics, as the seed ran "
+                        f"(--no-keras2-batch-norm: PyTorch's) {_default('keras2_batch_norm')}")
     g.add_argument("--hidden", metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
     g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 
@@ -187,7 +192,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.resume is True or (out / "last.pt").exists():
             ckpt = load_checkpoint(out / "last.pt", resume=True)  # UserError if there is none
             if file_dict is None:
-                file_dict = dict(ckpt["config"])  # continue with the run's own settings; flags may change some
+                # continue with the run's own settings (fields it predates: the values it ran with); flags may change some
+                file_dict = with_legacy_defaults(ckpt["config"])
         overrides.setdefault("out", str(out))
     return resolve_config(file_dict, overrides)
 

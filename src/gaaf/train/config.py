@@ -75,6 +75,7 @@ class TrainConfig:
     variant: str | None = None             # floor (paper) | round (seed's ex13)
     stem_activation: str | None = None     # activation of the stem conv (None = same as `activation`)
     batch_norm: bool = True                # BatchNorm after each conv
+    keras2_batch_norm: bool = True         # BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics (seed)
     hidden: list[int] | None = None        # MLP hidden sizes (units); None = the model's default
     dropout: float = 0.0                   # MLP dropout probability in [0, 1)
     # --- data
@@ -137,11 +138,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed": dict(
         optimizer="adam", lr=1e-3, adam_betas=[0.9, 0.999], adam_eps=1e-7, weight_decay=0.0, l2=1e-4,
         lr_schedule=[list(s) for s in SEED_LR_SCHEDULE], batch_size=128, epochs=200, augment=[],
-        normalize="pixel_mean",
+        normalize="pixel_mean", keras2_batch_norm=True,
     ),
     "he2016": dict(
         optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, l2=0.0, batch_size=128, epochs=200,
         augment=["crop", "flip"], normalize="channel", lr_schedule=[[100, 0.1], [150, 0.01]],
+        keras2_batch_norm=False,
     ),
 }
 
@@ -155,7 +157,8 @@ def build_model_for(cfg: TrainConfig, in_shape: Sequence[int], num_classes: int)
     estimate and config validation (on the meta device) all build through here."""
     return build_model(
         cfg.model, num_classes, tuple(in_shape), cfg.activation, cfg.act_params(),
-        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, hidden=cfg.hidden, dropout=cfg.dropout,
+        stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, keras2_batch_norm=cfg.keras2_batch_norm,
+        hidden=cfg.hidden, dropout=cfg.dropout,
     )
 
 
@@ -201,10 +204,22 @@ def resolve_activation_fields(d: Mapping[str, Any]) -> dict[str, Any]:
             "frequency": float(spec.frequency), "variant": spec.variant}
 
 
+#: Fields added after runs had been written, with the value those runs had: a run's config.json or
+#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics, before keras2_batch_norm).
+LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False}
+
+
+def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's saved config (config.json, a checkpoint's) with the fields it predates filled in
+    with the values it ran with (`LEGACY_DEFAULTS`), not today's preset values."""
+    return {**LEGACY_DEFAULTS, **d}
+
+
 def resolved_dict(d: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat config dict with its activation fields resolved (`resolve_activation_fields`): what
-    to compare a config.json or checkpoint config written before they were recorded against."""
-    return {**d, **resolve_activation_fields(d)}
+    """A flat config dict of a run with its activation fields resolved (`resolve_activation_fields`)
+    and the fields it predates filled in (`with_legacy_defaults`): what to compare a config.json or
+    checkpoint config written before they were recorded against."""
+    return {**with_legacy_defaults(d), **resolve_activation_fields(d)}
 
 
 def _drop_default_params(file_dict: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,11 +318,12 @@ def config_problems(d: Mapping[str, Any]) -> list[str]:
 
 
 def unwrap_config(d: Mapping[str, Any]) -> dict[str, Any]:
-    """Accept a run's ``{"config": {...}, "meta": {...}}`` as well as a flat dict of fields."""
+    """Accept a run's ``{"config": {...}, "meta": {...}}`` (its fields filled in with
+    `with_legacy_defaults`) as well as a flat dict of fields."""
     if not isinstance(d, Mapping):
         raise UserError(f"a config must be a table/object of fields, got {type(d).__name__}")
     if "config" in d and isinstance(d["config"], Mapping) and set(d) <= {"config", "meta"}:
-        return dict(d["config"])
+        return with_legacy_defaults(d["config"])  # a run's config.json: the settings it ran with
     return dict(d)
 
 
