@@ -148,11 +148,13 @@ def test_resnets_use_keras_batch_norm_only_when_asked(builder, depth):
     assert names(keras2) == names(plain)
 
 
-def test_config_option_seed_on_he2016_off_and_legacy_runs_off():
-    assert PRESETS["seed"]["keras2_batch_norm"] is True and TrainConfig().keras2_batch_norm is True
+def test_config_option_off_by_default_and_on_by_flag():
+    """Opt-in for now (README: on the proxy a 2-epoch seed run did not improve with it)."""
+    assert PRESETS["seed"]["keras2_batch_norm"] is False and TrainConfig().keras2_batch_norm is False
     assert resolve_config(overrides={"preset": "he2016"}).keras2_batch_norm is False
-    assert resolve_config(overrides={"keras2_batch_norm": False}).keras2_batch_norm is False
-    cfg = resolve_config(overrides={"model": "resnet8_v1"})
+    plain = build_model_for(resolve_config(overrides={"model": "resnet8_v1"}), (3, 32, 32), 10)
+    assert not isinstance(plain.stem.bn, KerasBatchNorm2d)
+    cfg = resolve_config(overrides={"model": "resnet8_v1", "keras2_batch_norm": True})
     net = build_model_for(cfg, (3, 32, 32), 10)
     assert isinstance(net.stem.bn, KerasBatchNorm2d)
     assert isinstance(build_model("mlp", 10, (1, 28, 28), keras2_batch_norm=True), nn.Module)  # no BN: ignored

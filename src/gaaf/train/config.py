@@ -75,7 +75,7 @@ class TrainConfig:
     variant: str | None = None             # floor (paper) | round (seed's ex13)
     stem_activation: str | None = None     # activation of the stem conv (None = same as `activation`)
     batch_norm: bool = True                # BatchNorm after each conv
-    keras2_batch_norm: bool = True         # BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics (seed)
+    keras2_batch_norm: bool = False        # BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics (opt-in)
     hidden: list[int] | None = None        # MLP hidden sizes (units); None = the model's default
     dropout: float = 0.0                   # MLP dropout probability in [0, 1)
     # --- data
@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed": dict(
         optimizer="adam", lr=1e-3, adam_betas=[0.9, 0.999], adam_eps=1e-7, weight_decay=0.0, l2=1e-4,
         lr_schedule=[list(s) for s in SEED_LR_SCHEDULE], batch_size=128, epochs=200, augment=[],
-        normalize="pixel_mean", keras2_batch_norm=True,
+        normalize="pixel_mean", keras2_batch_norm=False,
     ),
     "he2016": dict(
         optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, l2=0.0, batch_size=128, epochs=200,
