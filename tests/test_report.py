@@ -128,12 +128,12 @@ def test_report_table_statistics_and_files(sweep_dir: Path):
     # so there is no test and no p (never "worse, p = 0")
     g1 = rows["gaaf_relu-shift=-1"]
     assert g1[3:5] == ["gaaf_relu", "-1"]
-    assert g1[10:15] == ["-0.0100 (no spread)", "no spread: cannot test", "—", "—", "paired"]
-    assert rows["gaaf_relu-shift=2"][10:15] == ["-0.1000 (no spread)", "no spread: cannot test", "—", "—", "paired"]
+    assert g1[10:15] == ["-0.0100 (no spread)", "no spread: cannot test", "—", "—", "—"]
+    assert rows["gaaf_relu-shift=2"][10:15] == ["-0.1000 (no spread)", "no spread: cannot test", "—", "—", "—"]
     none = rows["gaaf_relu-shape=none"]
     assert none[4] == "no s(x)" and none[11] == "n too small" and "[2 of 3 not finished]" in none[8]
     # one finished seed (seed 0) with its partner: Δ shown, marked as untested
-    assert none[10] == f"{0.66 - 0.80:+.4f} (n=1, no test)" and none[14] == "paired"
+    assert none[10] == f"{0.66 - 0.80:+.4f} (n=1, no test)" and none[14] == "—"  # no test ran: the table says none
     rnd = rows["gaaf_relu-round"]
     assert rnd[3:5] == ["gaaf_relu(round)", "-1"] and rnd[8].startswith("—")
 

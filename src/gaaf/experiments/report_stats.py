@@ -18,13 +18,18 @@ from .study import Study
 STATS_COLUMNS = ("p (Holm)", "d", "test")
 
 
+def test_cell(c: stats.Comparison) -> str:
+    """The test that gave p (paired / welch), or "—" where none could run (n too small, no spread)."""
+    return c.test if c.p == c.p else "—"  # p is NaN when nothing was tested
+
+
 def power_column(mde: float) -> str:
     return f"seeds for 80% power at Δ = {mde:g}"
 
 
 def stats_cells(c: stats.Comparison | None, mde: float | None) -> list[str]:
     """p (Holm), d, test [, seeds for power] of one row; "—" where there is nothing."""
-    cells = ["—", "—", "—"] if c is None else [_num(c.p_adj, ".3g"), _num(c.d, "+.2f"), c.test]
+    cells = ["—", "—", "—"] if c is None else [_num(c.p_adj, ".3g"), _num(c.d, "+.2f"), test_cell(c)]
     if mde is not None:
         n = seeds_needed(c, mde)
         cells.append("—" if n is None else str(n))
@@ -86,7 +91,7 @@ def target_rows(study: Study, rows: list[RunRow]) -> list[list[str]]:
         if c is None:
             cells = ["baseline", "—", "—", "—"]
         else:
-            cells = [c.format(2) + _vs(study, row), target_verdict(c), _num(c.p_adj, ".3g"), c.test]
+            cells = [c.format(2) + _vs(study, row), target_verdict(c), _num(c.p_adj, ".3g"), test_cell(c)]
         out.append([row.name, f"{t.target:.4f}", t.format(), *cells])
     return out
 
