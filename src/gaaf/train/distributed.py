@@ -6,6 +6,7 @@ across ranks with all_reduce, and only rank 0 writes files.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -66,9 +67,22 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank), device
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, *, finished: bool = True) -> None:
+    """Leave the process group.
+
+    After a finished run every rank first waits for the others (no rank tears down its sockets
+    while another still has a collective in flight), and the objects that still hold the group
+    (DDP's reducer, the wrapped model, in reference cycles) are collected *before* the group is
+    destroyed: a gloo group destroyed only at interpreter exit can abort the process ("terminate
+    called without an active exception") after training has succeeded. After a failure there is
+    no barrier: the other ranks may be gone.
+    """
     if info.enabled and dist.is_initialized():
+        if finished:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -77,11 +77,14 @@ def train(
     mode = resuming.mode_of(resume)
     resuming.check_restartable(cfg)
     info, device = distributed.init_distributed(cfg.device)
+    finished = False
     try:
         with contextlib.ExitStack() as claims:  # the run folder's claim (train/claim.py), taken in _train
-            return _train(cfg, info, device, list(callbacks), progress, mode, log, claims)
+            summary = _train(cfg, info, device, list(callbacks), progress, mode, log, claims)
+        finished = True
+        return summary
     finally:
-        distributed.shutdown(info)
+        distributed.shutdown(info, finished=finished)
 
 
 def _train(
