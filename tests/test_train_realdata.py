@@ -29,10 +29,11 @@ def proxy_dir(tmp_path_factory) -> Path:
     return dest
 
 
-def test_resnet20_v1_two_epochs_on_10k_real_images(proxy_dir, tmp_path, capsys):
+def test_resnet20_v1_gaaf_two_epochs_on_10k_real_images_at_the_seeds_batch_128(proxy_dir, tmp_path, capsys):
     out = tmp_path / "resnet20"
-    # batch 32: 626 steps in two epochs, enough for Keras-momentum (0.99) BatchNorm statistics to settle
-    rc = main(["train", "--model", "resnet20_v1", "--activation", "relu", "--epochs", "2", "--batch-size", "32",
+    # issue G's acceptance run: the seed preset as it is (batch 128: 158 steps), GAAF at the seed's best shift;
+    # evaluation with precise BatchNorm statistics (the moving averages alone read ~25% here)
+    rc = main(["train", "--model", "resnet20_v1", "--activation", "gaaf_relu", "--shift", "-1", "--epochs", "2",
                "--limit-train", "10000", "--limit-test", "2000", "--data-dir", str(proxy_dir), "--no-download",
                "--device", "cpu", "--out", str(out), "--quiet"])
     assert rc == 0

@@ -92,6 +92,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keras2-batch-norm", dest="keras2_batch_norm", action=argparse.BooleanOptionalAction,
                    help="BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics, as the seed ran "
                         f"(--no-keras2-batch-norm: PyTorch's) {_default('keras2_batch_norm')}")
+    g.add_argument("--precise-bn", dest="precise_bn", type=int, metavar="N",
+                   help="evaluate with BatchNorm statistics recomputed from N training images with the current "
+                        f"weights; 0: the moving statistics {_default('precise_bn')}")
     g.add_argument("--hidden", metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
     g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 
@@ -174,6 +177,9 @@ def _register_eval(subparsers: Any) -> None:
                    help="use the first N test images (default: all)")
     p.add_argument("--device", default="auto", help=f"{' | '.join(DEVICES)} (default auto)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=500, help="images per batch (default 500)")
+    p.add_argument("--precise-bn", dest="precise_bn", type=int, metavar="N",
+                   help="first recompute the BatchNorm statistics from N training images "
+                        "(default: the checkpoint's own statistics)")
     p.add_argument("--json", action="store_true", help="print a JSON object instead of a line")
     p.set_defaults(func=cmd_eval)
 
@@ -212,10 +218,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--limit-test must be >= 1, got {args.limit_test}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.precise_bn is not None and args.precise_bn < 1:
+        raise UserError(f"--precise-bn must be >= 1 (training images), got {args.precise_bn}")
     if args.device not in DEVICES:
         raise UserError(f"unknown device {args.device!r}; choose one of: {', '.join(DEVICES)}")
     r = evaluate_checkpoint(args.checkpoint, data_dir=args.data_dir, limit_test=args.limit_test,
-                            device=args.device, batch_size=args.batch_size)
+                            device=args.device, batch_size=args.batch_size, precise_bn=args.precise_bn)
     if args.json:
         print(json.dumps(r))
     else:

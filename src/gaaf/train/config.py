@@ -76,6 +76,8 @@ class TrainConfig:
     stem_activation: str | None = None     # activation of the stem conv (None = same as `activation`)
     batch_norm: bool = True                # BatchNorm after each conv
     keras2_batch_norm: bool = False        # BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics (opt-in)
+    precise_bn: int = 2048                 # evaluate with BatchNorm statistics recomputed from N training images
+                                           # (train/precise_bn.py); 0 = the moving statistics as trained
     hidden: list[int] | None = None        # MLP hidden sizes (units); None = the model's default
     dropout: float = 0.0                   # MLP dropout probability in [0, 1)
     # --- data
@@ -205,8 +207,9 @@ def resolve_activation_fields(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: Fields added after runs had been written, with the value those runs had: a run's config.json or
-#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics, before keras2_batch_norm).
-LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False}
+#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics before keras2_batch_norm; the
+#: moving statistics at evaluation before precise_bn).
+LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False, "precise_bn": 0}
 
 
 def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:

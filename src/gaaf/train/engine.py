@@ -30,12 +30,13 @@ from ..errors import UserError
 from ..io import atomic_write_bytes
 from ..models import count_parameters
 from . import claim, distributed, runfolder
+from . import precise_bn as precise_bn_module
 from . import resume as resuming
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
 from .config import TrainConfig, build_model_for, with_legacy_defaults
 from .setup import Training, build_training
-from .step import evaluate, lr_at, new_accumulator
+from .step import autocast, evaluate, lr_at, new_accumulator
 
 
 class TrainingDiverged(UserError):
@@ -233,7 +234,12 @@ def _train_epoch(run: Training, loader: DeviceLoader, epoch: int, info: distribu
 
 
 def _test_epoch(run: Training, splits: Splits, info: distributed.DistInfo) -> list[float]:
-    """[Σ loss·n, Σ correct, Σ n] over the whole test set (each rank evaluates its slice)."""
+    """[Σ loss·n, Σ correct, Σ n] over the whole test set (each rank evaluates its slice), with
+    BatchNorm statistics recomputed first from `cfg.precise_bn` training images (train/precise_bn.py;
+    every rank computes the same ones)."""
+    cfg = run.cfg
+    precise_bn_module.recalibrate(unwrap(run.model), splits.x_train, cfg.precise_bn, batch_size=cfg.batch_size,
+                           channels_last=run.channels_last, autocast=autocast(splits.x_train.device, cfg.amp))
     distributed.sync_buffers(run.model, info)
     batches = test_batches(splits.x_test, splits.y_test, run.eval_batch_size, info)
     sums = evaluate(run.eval_net, batches, amp=run.cfg.amp, channels_last=run.channels_last)
@@ -323,11 +329,14 @@ def evaluate_checkpoint(
     limit_test: int | None = None,
     device: str = "auto",
     batch_size: int = 500,
+    precise_bn: int | None = None,
 ) -> dict[str, Any]:
     """Test loss and accuracy of a checkpoint (a file, or a run folder meaning its last.pt).
 
     The data set is loaded exactly as in training (same normalisation statistics: same
-    `limit_train`), only the test split may be cut with `limit_test`."""
+    `limit_train`), only the test split may be cut with `limit_test`. `precise_bn=N` first
+    recomputes the BatchNorm statistics from N training images (train/precise_bn.py) in batches of
+    the run's batch size; None evaluates with the checkpoint's own statistics."""
     ckpt = load_checkpoint(path)
     saved = with_legacy_defaults(ckpt["config"])  # a checkpoint older than a field ran with its old value
     cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.field_names()})
@@ -339,6 +348,9 @@ def evaluate_checkpoint(
     )
     model = build_model_for(cfg, splits.in_shape, splits.num_classes).to(dev)
     model.load_state_dict(ckpt["model"])
+    if precise_bn is not None:
+        precise_bn_module.recalibrate(model, splits.x_train, precise_bn, batch_size=cfg.batch_size,
+                                      autocast=autocast(dev, cfg.amp))
     sums = evaluate(model, test_batches(splits.x_test, splits.y_test, batch_size, distributed.DistInfo()), amp=cfg.amp)
     loss_sum, correct, n = sums.tolist()
     return {"test_loss": loss_sum / n, "test_acc": correct / n, "n": int(n), "epoch": int(ckpt["epoch"]),

@@ -78,7 +78,8 @@ def new_accumulator(device: torch.device | str) -> torch.Tensor:
     return torch.zeros(3, dtype=torch.float64, device=device)
 
 
-def _autocast(device: torch.device | str, enabled: bool):
+def autocast(device: torch.device | str, enabled: bool) -> torch.autocast:
+    """bf16 autocast on `device` when `enabled` (a no-op context otherwise); re-enterable."""
     device_type = torch.device(device).type
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
 
@@ -103,7 +104,7 @@ def make_train_step(
     x: (B, C, H, W) or (B, D) float, y: (B,) int64, acc: (3,) float64 from `new_accumulator`.
     """
     device = next(model.parameters()).device
-    autocast = _autocast(device, bool(cfg.amp))  # built once; re-entered every step
+    amp_context = autocast(device, bool(cfg.amp))  # built once; re-entered every step
     l2 = float(cfg.l2)
     # resolved once: the unwrapped kernels (a DDP/compiled wrapper shares the same tensors)
     kernels = [w for w in conv_kernels(getattr(model, "module", model)) if w.requires_grad] if l2 > 0 else []
@@ -120,7 +121,7 @@ def make_train_step(
     def step(x: torch.Tensor, y: torch.Tensor, acc: torch.Tensor) -> None:
         if channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
+        with amp_context:
             logits = model(x)                                    # (B, classes)
             loss = F.cross_entropy(logits.float(), y)            # mean over the batch; also what is reported
         optimizer.zero_grad(set_to_none=True)
@@ -156,7 +157,7 @@ def evaluate(
         for x, y in batches:
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
             correct = (logits.argmax(dim=1) == y).sum()

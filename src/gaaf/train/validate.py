@@ -160,6 +160,8 @@ def value_problems(v: Mapping[str, Any]) -> list[str]:  # noqa: C901 - a flat li
         if not (math.isfinite(v[name]) and v[name] >= 0):
             p.append(f"{name} must be a finite number >= 0, got {v[name]}")
     p += _schedule_problems(v["lr_schedule"])
+    if v["precise_bn"] < 0:
+        p.append(f"precise_bn must be >= 0 (training images for the BatchNorm statistics; 0 = off), got {v['precise_bn']}")
     if v["probe_every"] < 1:
         p.append(f"probe_every must be >= 1 (sample one training batch in N), got {v['probe_every']}")
     if v["seed"] < 0:
