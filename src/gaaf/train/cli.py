@@ -92,6 +92,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keras2-batch-norm", dest="keras2_batch_norm", action=argparse.BooleanOptionalAction,
                    help="BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics, as the seed ran "
                         f"(--no-keras2-batch-norm: PyTorch's) {_default('keras2_batch_norm')}")
+    g.add_argument("--seed-v2-bug", dest="seed_v2_bug", action=argparse.BooleanOptionalAction,
+                   help="ResNet v2 as the seed ran it: no activation before the first 1x1 conv of every block "
+                        f"after the first, linear head {_default('seed_v2_bug')}")
     g.add_argument("--hidden", metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
     g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 

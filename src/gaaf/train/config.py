@@ -76,6 +76,8 @@ class TrainConfig:
     stem_activation: str | None = None     # activation of the stem conv (None = same as `activation`)
     batch_norm: bool = True                # BatchNorm after each conv
     keras2_batch_norm: bool = False        # BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics (opt-in)
+    seed_v2_bug: bool = False              # ResNet v2 as the seed ran it: no activation before each later block's
+                                           # first 1×1 conv, linear head (gaaf.models.resnet)
     hidden: list[int] | None = None        # MLP hidden sizes (units); None = the model's default
     dropout: float = 0.0                   # MLP dropout probability in [0, 1)
     # --- data
@@ -158,7 +160,7 @@ def build_model_for(cfg: TrainConfig, in_shape: Sequence[int], num_classes: int)
     return build_model(
         cfg.model, num_classes, tuple(in_shape), cfg.activation, cfg.act_params(),
         stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, keras2_batch_norm=cfg.keras2_batch_norm,
-        hidden=cfg.hidden, dropout=cfg.dropout,
+        seed_v2_bug=cfg.seed_v2_bug, hidden=cfg.hidden, dropout=cfg.dropout,
     )
 
 
@@ -205,8 +207,9 @@ def resolve_activation_fields(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: Fields added after runs had been written, with the value those runs had: a run's config.json or
-#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics, before keras2_batch_norm).
-LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False}
+#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics, before keras2_batch_norm;
+#: every site activated, before seed_v2_bug).
+LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False, "seed_v2_bug": False}
 
 
 def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
