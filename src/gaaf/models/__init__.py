@@ -81,18 +81,9 @@ def build_model(
         widths = (512, 512) if hidden is None else hidden
         return mlp(math.prod(shape), num_classes, widths, activation, dropout, **params)
 
-    match = _RESNET_NAME.fullmatch(key)
-    if match is None:
-        raise ValueError(
-            f"unknown model {name!r}; names follow the patterns {', '.join(_PATTERNS)} "
-            f"(e.g. {', '.join(_EXAMPLES)})"
-        )
+    version, depth = _resnet_name(name, key)
     if hidden is not None or dropout:
         raise ValueError(f"hidden and dropout apply to 'mlp' only, not {name!r}")
-    depth, version = int(match.group(1)), int(match.group(2))
-    if version not in (1, 2):
-        raise ValueError(f"unknown ResNet version in {name!r}; choose v1 (depth 6n+2) or v2 (depth 9n+2)")
-    check_depth(version, depth)
     common: dict[str, Any] = dict(
         stem_activation=stem_activation, in_channels=shape[0], batch_norm=batch_norm,
         keras2_batch_norm=keras2_batch_norm, input_size=(shape[1], shape[2]),
@@ -101,6 +92,21 @@ def build_model(
         _no_seed_v2_bug(seed_v2_bug, name)
         return resnet_v1(depth, num_classes, activation, **common, **params)
     return resnet_v2(depth, num_classes, activation, **common, seed_v2_bug=seed_v2_bug, **params)
+
+
+def _resnet_name(name: str, key: str) -> "tuple[int, int]":
+    """(version, depth) of a valid ResNet name, else ValueError saying what names are allowed."""
+    match = _RESNET_NAME.fullmatch(key)
+    if match is None:
+        raise ValueError(
+            f"unknown model {name!r}; names follow the patterns {', '.join(_PATTERNS)} "
+            f"(e.g. {', '.join(_EXAMPLES)})"
+        )
+    depth, version = int(match.group(1)), int(match.group(2))
+    if version not in (1, 2):
+        raise ValueError(f"unknown ResNet version in {name!r}; choose v1 (depth 6n+2) or v2 (depth 9n+2)")
+    check_depth(version, depth)
+    return version, depth
 
 
 def _no_seed_v2_bug(seed_v2_bug: bool, name: str) -> None:
