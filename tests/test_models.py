@@ -304,8 +304,12 @@ def _keras():
     return keras
 
 
-def _keras_resnet(keras, version: int, depth: int, num_classes: int = 10):
-    """The example's resnet_layer / resnet_v1 / resnet_v2 layer graph; returns (model, layers in creation order)."""
+def _keras_resnet(keras, version: int, depth: int, num_classes: int = 10, seed_v2: bool = False):
+    """The example's resnet_layer / resnet_v1 / resnet_v2 layer graph; returns (model, layers in creation order).
+
+    `seed_v2`: the seed's resnet_v2 loop instead (GAAF-keras models/resnet_v2.py): its
+    ``activation = activation`` in place of the example's ``activation = 'relu'`` keeps the first block's
+    None, and its head is ``Activation(activation)``. Its argument ("tanh" here) is never used."""
     L = keras.layers
     made: list = []
 
@@ -340,9 +344,10 @@ def _keras_resnet(keras, version: int, depth: int, num_classes: int = 10):
             filters *= 2
     else:
         n, f_in = (depth - 2) // 9, 16
+        act = "tanh"  # the seed's `activation` argument
         for stage in range(3):
             for block in range(n):
-                act, bn, strides = "relu", True, 1
+                act, bn, strides = act if seed_v2 else "relu", True, 1
                 f_out = f_in * (4 if stage == 0 else 2)
                 if block == 0 and stage == 0:
                     act, bn = None, False
@@ -355,7 +360,7 @@ def _keras_resnet(keras, version: int, depth: int, num_classes: int = 10):
                     x = resnet_layer(x, f_out, k=1, strides=strides, act=None, bn=False)
                 x = L.add([x, y])
             f_in = f_out
-        x = L.Activation("relu")(keep(L.BatchNormalization())(x))
+        x = L.Activation(act if seed_v2 else "relu")(keep(L.BatchNormalization())(x))  # Activation(None): linear
     x = L.Flatten()(L.AveragePooling2D(pool_size=8)(x))
     outputs = keep(L.Dense(num_classes, kernel_initializer="he_normal"))(x)
     return keras.Model(inputs, outputs), made
@@ -381,11 +386,11 @@ def _copy_keras_weights(keras_layers, net: nn.Module) -> None:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-@pytest.mark.parametrize("version, depth", [(1, 8), (2, 11)])
-def test_matches_keras_example_numerically(version, depth):
+@pytest.mark.parametrize("version, depth, seed_v2", [(1, 8, False), (2, 11, False), (2, 20, True)])
+def test_matches_keras_example_numerically(version, depth, seed_v2):
     keras = _keras()
     keras.utils.set_random_seed(0)
-    kmodel, klayers = _keras_resnet(keras, version, depth)
+    kmodel, klayers = _keras_resnet(keras, version, depth, seed_v2=seed_v2)
     rng = np.random.default_rng(0)
     for layer in klayers:  # non-trivial BN statistics and biases (Keras starts them at 1, 0, 0, 1 and 0)
         kind, weights = type(layer).__name__, layer.get_weights()
@@ -395,7 +400,7 @@ def test_matches_keras_example_numerically(version, depth):
         elif kind == "Conv2D":
             weights = [weights[0], rng.normal(0, 0.1, weights[1].shape)]
         layer.set_weights([np.asarray(w, dtype="float32") for w in weights])
-    net = (resnet_v1 if version == 1 else resnet_v2)(depth).eval()
+    net = (resnet_v1(depth) if version == 1 else resnet_v2(depth, seed_v2_bug=seed_v2)).eval()
     assert count_parameters(net) == sum(int(np.prod(w.shape)) for w in kmodel.trainable_weights)
     _copy_keras_weights(klayers, net)
     x = rng.normal(size=(3, 32, 32, 3)).astype("float32")

@@ -122,9 +122,10 @@ def test_config_files_json_toml_and_run_folders(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"config": {"epochs": 9}, "meta": {"created": "now"}}))
-    # a run's config.json gets the fields it predates as it ran with them (keras2_batch_norm off)
-    assert load_config_file(run / "config.json") == {"epochs": 9, "keras2_batch_norm": False}
-    assert load_config_file(run) == {"epochs": 9, "keras2_batch_norm": False}
+    # a run's config.json gets the fields it predates as it ran with them (keras2_batch_norm, seed_v2_bug off)
+    legacy = {"epochs": 9, "keras2_batch_norm": False, "seed_v2_bug": False}
+    assert load_config_file(run / "config.json") == legacy
+    assert load_config_file(run) == legacy
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(UserError, match="cannot parse config file"):
         load_config_file(tmp_path / "bad.json")

@@ -11,9 +11,9 @@ with g' = 1 ("floor") or sign(xK − round(xK)) ("round"); "surrogate" (K → �
 g' = 1: the forward is PyTorch's own φ(x), bitwise, and the backward φ'(x) + s(x). It matches autograd of
 :func:`gaaf.activations.reference.gaaf_reference` to float64 rounding (tested to 1e-12), and,
 unlike the reference, stays finite for every finite input: where x·K overflows the sawtooth's
-fractional part is 0 (g = −0.5/K), and beyond float resolution (|x| ≳ 1.68e3 in float32 at
-K = 1e4) every representable x·K is an integer anyway, so g ≡ −0.5/K and the forward is
-φ(x) − 0.5·s(x)/K (see :mod:`.pointwise`).
+fractional part is 0 (g = −0.5/K), and beyond float resolution (|x·K| ≥ 2**23, i.e.
+|x| ≥ 838.8608 in float32 at K = 1e4) every float32 x·K is an integer anyway, so g ≡ −0.5/K, the
+forward is φ(x) − 0.5·s(x)/K and "round"'s g' is 0 (see :mod:`.pointwise`).
 
 Execution paths (all give the same numbers up to rounding):
 
@@ -29,7 +29,10 @@ Execution paths (all give the same numbers up to rounding):
   (:func:`_recompute_in_backward`).
 
 float16/bfloat16 inputs (e.g. under autocast) are computed in float32 and returned in their
-own dtype; the Function sees no autocast (activations are not on autocast's cast lists).
+own dtype; the Function sees no autocast (activations are not on autocast's cast lists). A bf16
+input keeps little of the sawtooth (x·K is an integer for every |x| ≥ 8 at K = 1e4, and the
+forward's ±0.5/K rounds away): :mod:`.precision` says exactly what is left, and
+:func:`gaaf_fused` warns once per process (:class:`~.precision.GAAFPrecisionWarning`).
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from typing import Any, Sequence
 import torch
 import torch.utils.checkpoint
 
-from . import kernels
+from . import kernels, precision
 from .kernels import eager_compile_enabled, set_eager_compile
 from .pointwise import _as_tensor, _bwd, _fwd, _nan_to_zero, _shape, _upcast, callable_shape_value, plain_base_value
 from .spec import GAAFSpec
@@ -181,6 +184,8 @@ class GAAFFn(torch.autograd.Function):
 # binding changes nothing, so the C++ apply is called directly.
 _c_apply = getattr(super(torch.autograd.Function, GAAFFn), "apply", None)
 _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", None)
+# autocast on for any device (one C call); where missing, precision.check_input asks per device
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 
 
 def _recompute_in_backward(x: Tensor) -> bool:
@@ -222,6 +227,8 @@ def gaaf_fused(x: Tensor, spec: GAAFSpec) -> Tensor:
         if _recompute_in_backward(x):
             return torch.utils.checkpoint.checkpoint(GAAFFn.apply, x, spec, use_reentrant=False)
         return GAAFFn.apply(x, spec)
+    if not precision._warned and (x.dtype == torch.bfloat16 or _any_autocast()):
+        precision.check_input(x, spec)  # bf16 cannot resolve the sawtooth: warn once per process
     if _c_apply is not None and _transforms_active is not None and not _transforms_active() and not _is_wrapped(x):
         return _c_apply(x, spec)
     return GAAFFn.apply(x, spec)

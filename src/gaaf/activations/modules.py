@@ -27,9 +27,10 @@ class GAAF(nn.Module):
             ``gaaf_relu`` preset, sigmoid shape with shift 4.
 
     Runs the fused op (:mod:`gaaf.activations.fused`): only x is saved for backward, the gradient
-    φ' + g'·s + g·s' is exact, and every finite input gives a finite output and gradient. Where
-    |x| exceeds float resolution (|x| ≳ 1.68e3 in float32 at K = 1e4) every x·K is an integer, so
-    g ≡ −0.5/K there and the output is φ(x) − 0.5·s(x)/K.
+    φ' + g'·s + g·s' is exact, and every finite input gives a finite output and gradient. From
+    |x·K| ≥ 2**23 on (|x| ≥ 838.8608 in float32 at K = 1e4) every float32 x·K is an integer, so
+    g ≡ −0.5/K there, the output is φ(x) − 0.5·s(x)/K and "round"'s g' is 0. In bfloat16 most of
+    the sawtooth is lost (see :mod:`gaaf.activations.precision`; a warning says so once).
     """
 
     def __init__(

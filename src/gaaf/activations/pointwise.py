@@ -21,12 +21,18 @@ Finite in, finite out. For a finite x the value and the gradient are finite:
   ``y - floor(y)`` is ``inf - inf = NaN``. There y is treated as an integer: the fractional
   part is 0, so g = −0.5/K; g' stays 1 for "floor" (the slope of the formula) and is 0 for
   "round" (sign(0)).
-* **x·K beyond float resolution** (|x| ≥ 2**(nmant+1)/K, see
-  :func:`gaaf.activations.reference.float_resolution_limit`: ≈ 1.68e3 in float32 and 9.0e11 in
-  float64 at K = 1e4): every representable x·K is already an integer, so floor(y) = y and
-  g ≡ −0.5/K exactly; the forward is φ(x) − 0.5·s(x)/K and the sawtooth no longer moves the
-  value (its derivative g' still does, which is the point of GAAF). The overflow rule above
-  simply continues this.
+* **x·K beyond float resolution** (|x·K| ≥ 2**m, m the stored mantissa bits: |x| ≥ 2**23/K =
+  838.8608 in float32 and 2**52/K ≈ 4.5e11 in float64 at K = 1e4, see
+  :func:`gaaf.activations.reference.float_resolution_limit`): every float of magnitude ≥ 2**m is
+  an integer, and so is the rounded y = x·K, so floor(y) = round(y) = y and g ≡ −0.5/K exactly;
+  the forward is φ(x) − 0.5·s(x)/K and the sawtooth no longer moves the value. For "floor" its
+  derivative g' = 1 still acts (the point of GAAF); for "round" g' = sign(0) = 0 there, so the
+  round variant adds no gradient beyond the limit. Below it the resolution thins out gradually:
+  for 2**(m−j) ≤ |y| < 2**(m−j+1) the fractional part of y is a multiple of 2**−j (just below the
+  limit only 0 or 0.5). The overflow rule above simply continues this. (A compiled kernel that
+  fuses x·K − ⌊x·K⌋ into one multiply-add keeps x·K unrounded and may differ by one sawtooth step
+  there, as anywhere x·K lands within rounding of an integer; CPU kernels are built without
+  contraction.)
 * **Gaussian shape**: (x − c)² overflows to inf, s = exp(−inf) = 0, and the naive
   s' = s·(−2(x − c)/width) would be 0·inf = NaN; s' is defined as 0 wherever s = 0.
 * **Base activations φ and φ'** never overflow, whatever CPU path (SIMD width, libm or SLEEF,
@@ -65,7 +71,7 @@ Finite in, finite out. For a finite x the value and the gradient are finite:
   ATEN_CPU_CAPABILITY the machine has.
 
 Inputs in float16/bfloat16 (or any float type narrower than float32) are computed in float32
-and the result is cast back to the input's dtype.
+and the result is cast back to the input's dtype (what that leaves of GAAF: :mod:`.precision`).
 """
 from __future__ import annotations
 

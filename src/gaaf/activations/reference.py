@@ -115,11 +115,19 @@ def max_g_magnitude(frequency: float = DEFAULT_FREQUENCY) -> float:
 
 
 def float_resolution_limit(dtype: torch.dtype, frequency: float = DEFAULT_FREQUENCY) -> float:
-    """|x| above which every representable x·K is an integer, so g(x) ≡ −0.5/K.
+    """|x| from which x·K, rounded to `dtype`, is always an integer, so g(x) ≡ −0.5/K (and "round"'s g' = 0).
 
-    float32: 2**24 / 1e4 ≈ 1.68e3; float64: 2**53 / 1e4 ≈ 9.0e11.
+    A float with m stored mantissa bits has spacing 2**(e − m) in [2**e, 2**(e+1)): every float of
+    magnitude ≥ 2**m is an integer (spacing ≥ 1). Rounding is monotone and 2**m is a float, so
+    |x·K| ≥ 2**m gives a rounded y = x·K with |y| ≥ 2**m, an integer: the limit is 2**m / K = 1/(eps·K).
+    float32 (m = 23): 2**23 / 1e4 = 838.8608; float64 (m = 52): 2**52 / 1e4 ≈ 4.5e11. Just below it
+    (2**(m−1) ≤ |y| < 2**m) the spacing is 1/2 and g takes two values, −0.5/K and 0; from
+    2**(m−j) on, y keeps j fractional bits: the sawtooth is sampled at 2**j phases.
+
+    `dtype` is the one x·K is computed in: the fused op computes float16/bfloat16 in float32, so
+    for them pass float32 (their own coarse values are another matter, see :mod:`.precision`).
     """
-    return 2.0 / torch.finfo(dtype).eps / frequency  # 2 / eps = 2**(mantissa bits + 1)
+    return 1.0 / torch.finfo(dtype).eps / frequency  # 1 / eps = 2**(stored mantissa bits)
 
 
 __all__ = [

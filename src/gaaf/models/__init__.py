@@ -49,6 +49,7 @@ def build_model(
     stem_activation: "ActivationArg | None" = None,
     batch_norm: bool = True,
     keras2_batch_norm: bool = False,
+    seed_v2_bug: bool = False,
     hidden: "Sequence[int] | None" = None,
     dropout: float = 0.0,
 ) -> nn.Module:
@@ -63,6 +64,8 @@ def build_model(
         batch_norm: ResNets only; False builds the nets without BatchNorm (the MLP has none).
         keras2_batch_norm: ResNets with batch_norm only: Keras 2.2 / TF 1.x zero-debiased moving
             statistics (`KerasBatchNorm2d`, the seed's), else PyTorch's BatchNorm2d. Ignored by the MLP.
+        seed_v2_bug: ResNet v2 only: the seed's v2 as it ran, no activation before the first 1×1 conv
+            of every block after the first and a linear head (see :mod:`gaaf.models.resnet`).
         hidden, dropout: MLP only; hidden defaults to (512, 512).
     """
     if not isinstance(name, str):
@@ -72,28 +75,43 @@ def build_model(
     params = dict(act_params or {})
 
     if key == "mlp":
+        _no_seed_v2_bug(seed_v2_bug, name)
         if stem_activation is not None:
             raise ValueError("stem_activation applies to ResNets only; 'mlp' has no stem")
         widths = (512, 512) if hidden is None else hidden
         return mlp(math.prod(shape), num_classes, widths, activation, dropout, **params)
 
+    version, depth = _resnet_name(name, key)
+    if hidden is not None or dropout:
+        raise ValueError(f"hidden and dropout apply to 'mlp' only, not {name!r}")
+    common: dict[str, Any] = dict(
+        stem_activation=stem_activation, in_channels=shape[0], batch_norm=batch_norm,
+        keras2_batch_norm=keras2_batch_norm, input_size=(shape[1], shape[2]),
+    )
+    if version == 1:
+        _no_seed_v2_bug(seed_v2_bug, name)
+        return resnet_v1(depth, num_classes, activation, **common, **params)
+    return resnet_v2(depth, num_classes, activation, **common, seed_v2_bug=seed_v2_bug, **params)
+
+
+def _resnet_name(name: str, key: str) -> "tuple[int, int]":
+    """(version, depth) of a valid ResNet name, else ValueError saying what names are allowed."""
     match = _RESNET_NAME.fullmatch(key)
     if match is None:
         raise ValueError(
             f"unknown model {name!r}; names follow the patterns {', '.join(_PATTERNS)} "
             f"(e.g. {', '.join(_EXAMPLES)})"
         )
-    if hidden is not None or dropout:
-        raise ValueError(f"hidden and dropout apply to 'mlp' only, not {name!r}")
     depth, version = int(match.group(1)), int(match.group(2))
     if version not in (1, 2):
         raise ValueError(f"unknown ResNet version in {name!r}; choose v1 (depth 6n+2) or v2 (depth 9n+2)")
     check_depth(version, depth)
-    builder = resnet_v1 if version == 1 else resnet_v2
-    return builder(
-        depth, num_classes, activation, stem_activation=stem_activation, in_channels=shape[0],
-        batch_norm=batch_norm, keras2_batch_norm=keras2_batch_norm, input_size=(shape[1], shape[2]), **params,
-    )
+    return version, depth
+
+
+def _no_seed_v2_bug(seed_v2_bug: bool, name: str) -> None:
+    if seed_v2_bug:
+        raise ValueError(f"seed_v2_bug applies to ResNet v2 models only (resnet{{9n+2}}_v2), not {name!r}")
 
 
 def _check_shape(in_shape: Sequence[int]) -> "tuple[int, int, int]":

@@ -35,6 +35,19 @@ Architecture (n residual blocks per stage; a "site" is one activation module):
     ===========  ======================================  =====================================
 
 Trainable parameters: ResNet20 v1 273,066; ResNet56 v2 1,663,338 (as Keras's model.summary()).
+
+``seed_v2_bug=True`` (v2 only) builds the seed's v2 as it ran (GAAF-keras ``models/resnet_v2.py``).
+The seed turned the example's ``activation = 'relu'`` at the top of the block loop into
+``activation = activation`` and its head's ``Activation('relu')`` into ``Activation(activation)``.
+The first block (stage 1, block 0) sets ``activation = None``, and nothing resets it: every later
+block's first layer is BN → *no activation* → conv1×1 (``resnet_layer(..., activation=None)``), and
+the head is BN → ``Activation(None)``, which Keras 2 makes ``linear``. So the leading activation of
+the 3n − 1 later blocks and the head's activation are identities (3n sites fewer: 6n + 1, the BNs
+are all kept). The seed's other sites never took its `activation` argument: the stem and the
+blocks' 3×3 and last 1×1 layers call ``resnet_layer`` without it, i.e. with its default ``'relu'``.
+Whatever activation the seed was given, its v2 was therefore relu at 6n + 1 sites and linear at
+the other 3n: ``resnet_v2(depth, activation="relu", seed_v2_bug=True)`` is exactly that layer graph
+(the seed's BatchNorm statistics are ``keras2_batch_norm``).
 """
 from __future__ import annotations
 
@@ -138,7 +151,9 @@ class Bottleneck(nn.Module):
 
     ``preact=False`` (the very first block of the net) drops the leading BN-act, as the Keras
     example does with ``activation=None, batch_normalization=False``: the stem just applied them.
-    The stride sits on the first 1×1 conv and on the 1×1 projection shortcut.
+    ``preact_activation=False`` keeps the leading BN but drops its activation (the seed's v2 bug,
+    see the module docstring): conv1×1(BN(x)). The stride sits on the first 1×1 conv and on the
+    1×1 projection shortcut.
     """
 
     def __init__(
@@ -151,11 +166,12 @@ class Bottleneck(nn.Module):
         norm: NormFactory,
         *,
         preact: bool = True,
+        preact_activation: bool = True,
         project: bool = False,
     ) -> None:
         super().__init__()
         self.bn1 = norm(in_planes) if preact else nn.Identity()
-        self.act1 = act() if preact else nn.Identity()
+        self.act1 = act() if preact and preact_activation else nn.Identity()
         self.conv1 = conv1x1(in_planes, mid_planes, stride)
         self.bn2 = norm(mid_planes)
         self.act2 = act()
@@ -230,8 +246,11 @@ def _resnet(
     input_size: Size2,
     act_params: "dict[str, Any]",
     keras2_batch_norm: bool = False,
+    seed_v2_bug: bool = False,
 ) -> ResNet:
     n = check_depth(version, depth)
+    if "seed_v2_bug" in act_params:  # resnet_v1(..., seed_v2_bug=...) would read it as an activation parameter
+        raise ValueError(f"seed_v2_bug applies to ResNet v2 models only (resnet{{9n+2}}_v2), not resnet{depth}_v1")
     for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
@@ -265,12 +284,14 @@ def _resnet(
                 Bottleneck(
                     in_planes if b == 0 else out_planes, mid, out_planes, 2 if stage > 0 and b == 0 else 1,
                     act, norm, preact=not (stage == 0 and b == 0), project=b == 0,
+                    preact_activation=not seed_v2_bug,  # the seed's v2: BN, no activation, conv1×1
                 )
                 for b in range(n)
             ]
             stages.append(nn.Sequential(*blocks))
             mid = out_planes
-        head = nn.Sequential(OrderedDict(bn=norm(out_planes), act=act()))
+        # the seed's v2 bug: its head was BN → Activation(None), i.e. linear
+        head = nn.Sequential(OrderedDict(bn=norm(out_planes), act=nn.Identity() if seed_v2_bug else act()))
 
     model = ResNet(stem, stages, head, out_planes * pooled, num_classes, version=version, depth=depth)
     return init_keras_(model, "he_normal")
@@ -323,6 +344,7 @@ def resnet_v2(
     in_channels: int = 3,
     batch_norm: bool = True,
     keras2_batch_norm: bool = False,
+    seed_v2_bug: bool = False,
     input_size: Size2 = 32,
     **act_params: Any,
 ) -> ResNet:
@@ -331,12 +353,18 @@ def resnet_v2(
     Pre-activation bottleneck blocks; arguments as :func:`resnet_v1`. `activation` is applied at
     every one of the 9n+1 sites (stem, each BN-act inside the blocks, and the BN-act head).
 
-    The seed's v2 never applied GAAF anywhere: the Keras loop starts each block with
-    ``activation = 'relu'`` and sets ``activation = None`` for the first block, and the seed routed
-    its GAAF through that same variable, so it was overwritten before use. Its v2 "GAAF" results
-    are plain-relu results; ``activation="relu"`` reproduces them.
+    seed_v2_bug: True reproduces the seed's v2 (see the module docstring): the leading activation of
+    every block after the first and the head's activation are identities (BN kept), 6n + 1 sites.
+
+    The seed's v2 never applied its `activation` argument anywhere, and its "relu" v2 was not the
+    example's either. The seed replaced the loop's ``activation = 'relu'`` with
+    ``activation = activation`` and the head's ``Activation('relu')`` with ``Activation(activation)``:
+    the first block sets ``activation = None`` before the argument is used, and it stays None, so
+    the later blocks' leading BN is followed by no activation and the head is linear, whatever the
+    activation, relu included. The other sites are ``resnet_layer``'s default relu. Its v2 results,
+    "GAAF" or not, are those of ``activation="relu", seed_v2_bug=True``.
     """
     return _resnet(
         2, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params,
-        keras2_batch_norm,
+        keras2_batch_norm, seed_v2_bug,
     )

@@ -5,7 +5,8 @@
 
 - probe_saturation.png: fraction of inputs in the saturation area per layer over epochs, one panel per
   run (shared y), one line per layer coloured by depth; the colour bar names the layers ("3 stage1.1.act1").
-- probe_grad.png: mean |dL/d input| per layer over epochs (log y), same layout.
+- probe_grad.png: mean |gradient the activation passes down| (dL/d input through the activation only)
+  per layer over epochs (log y), same layout.
 - probe_hist.png: input histograms of a few layers (first, middle, last) at each run's last epoch,
   the runs overlaid, with the saturation threshold marked; panels titled "layer 3: stage1.1.act1".
 
@@ -53,7 +54,7 @@ def probe_figures(data: "dict[str, dict[str, Any]]", layers: int = 4) -> dict[st
             data, "saturation", "fraction of inputs in the saturation area", log=False,
             title=f"Fraction of activation inputs in the saturation area, per layer{runs}"),
         "probe_grad.png": _per_layer_figure(
-            data, "mean_abs_grad", "mean |dL/d input| at the activation", log=True,
+            data, "mean_abs_grad", "mean |dL/d input| through the activation", log=True,
             title=f"Mean |gradient| reaching each activation, per layer{runs}"),
         "probe_hist.png": _histogram_figure(data, layers, title=f"Activation input histograms, last probed epoch{runs}"),
     }  # fmt: skip

@@ -95,6 +95,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precise-bn", dest="precise_bn", type=int, metavar="N",
                    help="evaluate with BatchNorm statistics recomputed from N training images with the current "
                         f"weights; 0: the moving statistics {_default('precise_bn')}")
+    g.add_argument("--seed-v2-bug", dest="seed_v2_bug", action=argparse.BooleanOptionalAction,
+                   help="ResNet v2 as the seed ran it: no activation before the first 1x1 conv of every block "
+                        f"after the first, linear head {_default('seed_v2_bug')}")
     g.add_argument("--hidden", metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
     g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 

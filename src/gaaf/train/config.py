@@ -78,6 +78,8 @@ class TrainConfig:
     keras2_batch_norm: bool = False        # BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics (opt-in)
     precise_bn: int = 2048                 # evaluate with BatchNorm statistics recomputed from N training images
                                            # (train/precise_bn.py); 0 = the moving statistics as trained
+    seed_v2_bug: bool = False              # ResNet v2 as the seed ran it: no activation before each later block's
+                                           # first 1×1 conv, linear head (gaaf.models.resnet)
     hidden: list[int] | None = None        # MLP hidden sizes (units); None = the model's default
     dropout: float = 0.0                   # MLP dropout probability in [0, 1)
     # --- data
@@ -160,7 +162,7 @@ def build_model_for(cfg: TrainConfig, in_shape: Sequence[int], num_classes: int)
     return build_model(
         cfg.model, num_classes, tuple(in_shape), cfg.activation, cfg.act_params(),
         stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, keras2_batch_norm=cfg.keras2_batch_norm,
-        hidden=cfg.hidden, dropout=cfg.dropout,
+        seed_v2_bug=cfg.seed_v2_bug, hidden=cfg.hidden, dropout=cfg.dropout,
     )
 
 
@@ -207,9 +209,9 @@ def resolve_activation_fields(d: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: Fields added after runs had been written, with the value those runs had: a run's config.json or
-#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics before keras2_batch_norm; the
-#: moving statistics at evaluation before precise_bn).
-LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False, "precise_bn": 0}
+#: checkpoint without the key trained with it (PyTorch's BatchNorm statistics before keras2_batch_norm;
+#: every site activated before seed_v2_bug; the moving statistics at evaluation before precise_bn).
+LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0}
 
 
 def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,11 +24,11 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
-from ..activations import kernels
+from ..activations import kernels, precision
 from ..data import DeviceLoader, Splits, load_dataset, make_augment
 from ..errors import UserError
 from ..io import atomic_write_bytes
-from ..models import count_parameters
+from ..models import activation_sites, count_parameters
 from . import claim, distributed, runfolder
 from . import precise_bn as precise_bn_module
 from . import resume as resuming
@@ -101,6 +101,9 @@ def _train(
     seed_everything(cfg.seed)
     splits, loader = _load_data(cfg, info, device)  # on failure the claim removes a folder it made (still empty)
     run = build_training(cfg, device, splits.in_shape, splits.num_classes, info=info, state=ckpt)
+    amp_note = precision.amp_note(m for _, m in activation_sites(run.model)) if cfg.amp else None
+    if amp_note and info.is_main:  # bf16 cannot resolve GAAF's sawtooth: said once, even with --quiet
+        print(amp_note, file=sys.stderr, flush=True)
     torch.manual_seed(cfg.seed + info.rank)  # dropout streams differ per rank, init did not
     record = _restore(ckpt, info, loader.generator)
     state = _begin(out, run, ckpt, record, splits, info, device, callbacks, log)

@@ -8,14 +8,21 @@
 For each activation site, on the sampled training batches only, the probe accumulates on the device:
 a histogram of the site's inputs (fixed bins over `range`, plus underflow and overflow), the fraction
 of inputs in the base activation's saturation area (relu-like bases: x < 0; tanh/sigmoid: |x| > 2),
-the mean and std of the inputs, and the mean |gradient| of the loss w.r.t. the site's input (what the
-activation passes down: the paper's gradient-flow table) and output (what reaches it from above).
+the mean and std of the inputs, and the mean |gradient| of what the activation passes down and of
+what reaches it from above (its output's gradient g_out): the paper's gradient-flow table.
+
+What the activation passes down is g_out·φ_new'(x), the gradient of the loss w.r.t. its input
+*through the activation only*. It is not the total gradient of the tensor fed to it when that
+tensor also feeds something else: in a ResNet v2 block without BatchNorm the first activation
+reads the block input x itself, which also feeds the shortcut, so dL/dx = g_out·φ'(x) + (the
+shortcut's gradient). The site's input hook therefore hands the activation an alias of x
+(``x.view_as(x)``: no copy, the same values) and records the gradient of that alias, which only the
+activation consumes, at every site of every model alike. The model's outputs and gradients are
+unchanged (the alias's gradient reaches x unchanged, through an identity view).
 
 Cost: two permanent hooks on the top module decide per forward call whether to sample; the per-site
 hooks exist only during a sampled forward pass, so other steps pay two Python calls and nothing more.
 Only calls with ``model.training`` and grad enabled count as training steps; eval is never sampled.
-The input gradient is the total gradient of the tensor fed to the activation, which equals what the
-activation passes down when that tensor feeds nothing else (true at every gaaf.models site).
 
 `gaaf train --probe` adds :class:`gaaf.train.callbacks.ProbeCallback`, which writes OUT/probes.json
 after every epoch; :func:`load_probes` reads it back, `gaaf report` draws it (:mod:`gaaf.plots.probes`)
@@ -221,9 +228,9 @@ class ActivationProbe:
         k = self.bins + 2
         rule = self.rules[self.sites[i][0]]
 
-        def hook(module: nn.Module, args: Any) -> None:
+        def hook(module: nn.Module, args: Any) -> Any:
             if not args or not isinstance(args[0], torch.Tensor):
-                return
+                return None
             x = args[0]
             with torch.no_grad():
                 xf = x.detach()
@@ -240,8 +247,13 @@ class ActivationProbe:
                 row[k + 1:k + 4] += torch.stack([
                     xf.sum(dtype=torch.float64), xf.square().sum(dtype=torch.float64), sat.to(torch.float64)])
                 row[k] += xf.numel()  # a host int: a kernel launch, no sync
-            if x.requires_grad:
-                x.register_hook(self._grad_hook(row, k + 4))
+            if not x.requires_grad:
+                return None
+            # the activation reads an alias only it consumes: its gradient is what the activation
+            # passes down, not x's total gradient (x may also feed a shortcut)
+            alias = x.view_as(x)
+            alias.register_hook(self._grad_hook(row, k + 4))
+            return (alias, *args[1:])
 
         return hook
 
