@@ -12,6 +12,7 @@ own coercion (gaaf.train.validate) parses it, so a flag and a config/study file 
     gaaf train --out runs/g1 --resume --epochs 250                    # continue (and extend) a run
     gaaf train --out runs/g1 --resume auto ...                        # continue if there is a last.pt, else start
     gaaf eval runs/g1/best.pt
+    gaaf export runs/g1/best.pt --onnx g1.onnx [--strip]                # gaaf.train.export
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .checkpoint import load_checkpoint
 from .config import (
     DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config, with_legacy_defaults,
 )
+from . import export
 from .engine import evaluate_checkpoint, train
 
 
@@ -72,6 +74,7 @@ def _show(value: Any) -> str:
 def register(subparsers: Any) -> None:
     _register_train(subparsers)
     _register_eval(subparsers)
+    export.register(subparsers)  # gaaf export: the ONNX file of a checkpoint
 
 
 def _register_train(subparsers: Any) -> None:

@@ -215,6 +215,12 @@ def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
     return {**LEGACY_DEFAULTS, **d}
 
 
+def saved_config(d: Mapping[str, Any]) -> TrainConfig:
+    """The config a checkpoint's ``config`` entry records (fields it predates: the values it ran with)."""
+    saved = with_legacy_defaults(d)
+    return TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.field_names()})
+
+
 def resolved_dict(d: Mapping[str, Any]) -> dict[str, Any]:
     """A flat config dict of a run with its activation fields resolved (`resolve_activation_fields`)
     and the fields it predates filled in (`with_legacy_defaults`): what to compare a config.json or

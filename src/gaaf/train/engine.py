@@ -33,7 +33,7 @@ from . import claim, distributed, runfolder
 from . import resume as resuming
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import TrainConfig, build_model_for, with_legacy_defaults
+from .config import TrainConfig, build_model_for, saved_config
 from .setup import Training, build_training
 from .step import evaluate, lr_at, new_accumulator
 
@@ -329,8 +329,7 @@ def evaluate_checkpoint(
     The data set is loaded exactly as in training (same normalisation statistics: same
     `limit_train`), only the test split may be cut with `limit_test`."""
     ckpt = load_checkpoint(path)
-    saved = with_legacy_defaults(ckpt["config"])  # a checkpoint older than a field ran with its old value
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.field_names()})
+    cfg = saved_config(ckpt["config"])  # a checkpoint older than a field ran with its old value
     dev = distributed.resolve_device(device)
     splits = load_dataset(
         cfg.dataset, data_dir if data_dir is not None else cfg.data_dir, download=cfg.download,
