@@ -90,7 +90,9 @@ def _register_train(subparsers: Any) -> None:
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help=f"resnet{{6n+2}}_v1, resnet{{9n+2}}_v2 or mlp {_default('model')}")
+    g.add_argument("--model", help="resnet{6n+2}_v1, resnet{9n+2}_v2, mlp, or pkg.module:factory (your model: "
+                   "factory(num_classes=..., in_shape=(C, H, W)), its activations replaced by --activation) "
+                   f"{_default('model')}")
     g.add_argument("--no-batch-norm", dest="batch_norm", action="store_const", const=False, help="ResNets without BatchNorm")
     g.add_argument("--keras2-batch-norm", dest="keras2_batch_norm", action=argparse.BooleanOptionalAction,
                    help="BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics, as the seed ran "

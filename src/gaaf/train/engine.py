@@ -206,6 +206,10 @@ def _begin(out: Path, run: Training, ckpt: dict[str, Any] | None, record: _Recor
     if cfg.probe:
         callbacks.append(make_probe_callback(state))
     call(callbacks, "on_train_start", state)
+    conversion = getattr(run.model, "gaaf_conversion", None)  # a factory's model: what gaaf.convert did
+    if log and info.is_main and conversion is not None:
+        print(f"model {cfg.model}: {len(conversion.converted)} activation sites converted to {cfg.activation} "
+              "(gaaf.convert)", file=sys.stderr)
     if info.is_main and record.epoch >= cfg.epochs:  # --resume auto on a finished run: said even with --quiet
         print(f"{out} already finished epoch {cfg.epochs} of {cfg.epochs}; nothing to train", file=sys.stderr)
     elif log and ckpt is not None:
