@@ -6,6 +6,7 @@ paper's composition, gaaf_reference)."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -75,6 +76,8 @@ def test_resnet_shared_inplace_relu_becomes_one_gaaf_per_instance():
     assert list(model.state_dict()) == keys  # GAAF has no parameters: the checkpoints still load
     assert "5 activations converted, 0 not converted" in str(report)
     assert "5 x ReLU(inplace=True) -> GAAF(base='relu', shape='sigmoid', shift=-1.0" in str(report)
+    data = json.loads(json.dumps(report.as_dict()))
+    assert [s["name"] for s in data["converted"]][:2] == ["relu", "layer1.0.relu"] and data["unconverted"] == []
 
 
 def test_a_shared_instance_stays_shared():

@@ -11,7 +11,8 @@ The factory is imported (``importlib.import_module("mymodels").small_cnn``), cal
 :func:`gaaf.convert` makes every activation site of the model the run's activation with its
 parameters: ``gaaf_relu`` with shift −1 above, or ``relu`` (the default) for a plain-ReLU baseline,
 so ``--activation`` means for a factory what it means for gaaf's own models: what every activation
-of the network is. The conversion must be complete: an activation gaaf cannot convert (no GAAF
+of the network is (a ReLU6 or LeakyReLU(0.2) too: the single target is an explicit mapping, so their
+own parameters are not carried over, see :mod:`.convert`). The conversion must be complete: an activation gaaf cannot convert (no GAAF
 base, a parameter GAAF's base lacks, a call in a forward that does not trace) is an error naming
 it, as is a model with no activation at all: a run that claims GAAF runs GAAF everywhere.
 The report is kept on the model as ``model.gaaf_conversion`` (``gaaf train`` prints its first line).

@@ -2,7 +2,7 @@ r"""`gaaf.strip(model)`: the base activation back in place of every GAAF module,
 
     model, report = gaaf.strip(model, example=x)   # x: an input batch, to measure the change
     print(report)
-    # gaaf.strip: 19 GAAF modules -> their base (relu x19); output moved by 2.1e-05 at most on the
+    # gaaf.strip: 19 GAAF modules -> their base (relu x19); output moved by 0.000307 at most on the
     # example (each activation moves by at most 0.5·max s/K = 5e-05)
 
 GAAF's forward is φ(x) + g(x)·s(x) with |g| ≤ 0.5/K, so putting φ back moves each activation's
