@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${GAAF_VENV:-$ROOT/.venv}"
 TORCH_SPEC="${GAAF_TORCH_SPEC:-torch==2.13.0}"
-EXTRAS="${GAAF_EXTRAS:-dev,keras,ray}"
+EXTRAS="${GAAF_EXTRAS:-dev,keras,ray,export}"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[gaaf] creating virtual environment $VENV" >&2
   python3 -m venv "$VENV"

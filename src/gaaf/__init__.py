@@ -3,6 +3,9 @@
     import gaaf
     act = gaaf.get_activation("gaaf_relu", shift=-1.0)   # an nn.Module
     y = gaaf.functional.gaaf(x, "tanh", shape="gaussian", width=3.0)
+    model, report = gaaf.convert(model)                 # GAAF in place of any model's activations
+    model, report = gaaf.strip(model, example=x)        # the base activations back, for deployment
+    gaaf.export_onnx(model, x, "model.onnx")            # ONNX, checked in onnxruntime
 
 The public names are imported on first use (PEP 562), so ``import gaaf`` and ``gaaf --version``
 do not load PyTorch until an activation is asked for.
@@ -16,12 +19,16 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _PUBLIC = {
+    "ConversionReport": "gaaf.models.convert_report",
     "GAAF": "gaaf.activations",
     "GAAFSpec": "gaaf.activations",
     "functional": "gaaf.activations",
     "get_activation": "gaaf.activations",
     "list_activations": "gaaf.activations",
     "register_activation": "gaaf.activations",
+    "convert": "gaaf.models.convert",
+    "export_onnx": "gaaf.models.onnx_export",
+    "strip": "gaaf.models.strip",
 }
 __all__ = [*sorted(_PUBLIC), "__version__"]
 

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import cli as train_cli
 
     for module in (train_cli, experiments_cli, plots_cli, bench_cli):  # the order --help lists them
-        module.register(subparsers)  # train, eval | sweep | report, plot | bench
+        module.register(subparsers)  # train, eval, export | sweep | report, plot | bench
     return parser
 
 

@@ -5,7 +5,8 @@
     count_parameters(net)        # 273066
     len(activation_sites(net))   # 19: stem + 2 per block, all GAAF
 
-Names: ``resnet{depth}_v1`` (depth 6n+2), ``resnet{depth}_v2`` (depth 9n+2), ``mlp``.
+Names: ``resnet{depth}_v1`` (depth 6n+2), ``resnet{depth}_v2`` (depth 9n+2), ``mlp``, or a user's
+factory ``pkg.module:factory`` (:mod:`.factory`), whose activations :func:`gaaf.convert` replaces.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 from torch import nn
 
 from ._sites import ActivationArg, activation_sites, count_parameters
+from .factory import build_factory_model, is_factory_name
 from .keras_bn import KerasBatchNorm2d
 from .mlp import MLP, mlp
 from .resnet import ResNet, check_depth, resnet_v1, resnet_v2
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 _RESNET_NAME = re.compile(r"resnet(\d+)_v(\d+)")
-_PATTERNS = ("resnet{6n+2}_v1", "resnet{9n+2}_v2", "mlp")
+_PATTERNS = ("resnet{6n+2}_v1", "resnet{9n+2}_v2", "mlp", "pkg.module:factory")
 _EXAMPLES = (
     "resnet20_v1", "resnet32_v1", "resnet44_v1", "resnet56_v1", "resnet110_v1",
     "resnet20_v2", "resnet56_v2", "resnet110_v2", "resnet164_v2", "mlp",
@@ -56,7 +58,8 @@ def build_model(
     """Build a model by name for inputs of shape `in_shape` = (C, H, W).
 
     Args:
-        name: "resnet{depth}_v1" (depth 6n+2), "resnet{depth}_v2" (depth 9n+2) or "mlp".
+        name: "resnet{depth}_v1" (depth 6n+2), "resnet{depth}_v2" (depth 9n+2), "mlp", or a user's
+            factory "pkg.module:factory" (:func:`gaaf.models.factory.build_factory_model`).
         num_classes: output width (logits).
         in_shape: (C, H, W) of one input; a ResNet needs H, W ≥ 29 (pad MNIST to 32).
         activation, act_params: the activation at every site (registry name or class/factory).
@@ -73,6 +76,10 @@ def build_model(
     key = name.strip().lower()
     shape = _check_shape(in_shape)
     params = dict(act_params or {})
+    if is_factory_name(name):
+        _check_factory_options(name, stem_activation=stem_activation, no_batch_norm=not batch_norm,
+                               keras2_batch_norm=keras2_batch_norm, hidden=hidden, dropout=dropout)
+        return build_factory_model(name, num_classes, shape, activation, params)
 
     if key == "mlp":
         _no_seed_v2_bug(seed_v2_bug, name)
@@ -112,6 +119,14 @@ def _resnet_name(name: str, key: str) -> "tuple[int, int]":
 def _no_seed_v2_bug(seed_v2_bug: bool, name: str) -> None:
     if seed_v2_bug:
         raise ValueError(f"seed_v2_bug applies to ResNet v2 models only (resnet{{9n+2}}_v2), not {name!r}")
+
+
+def _check_factory_options(name: str, **options: Any) -> None:
+    """The options of gaaf's own models are an error with a factory (its code decides those)."""
+    given = [k for k, v in options.items() if v not in (None, False, 0, 0.0)]
+    if given:
+        raise ValueError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to gaaf's own models "
+                         f"(resnet*, mlp), not to the model factory {name!r}")
 
 
 def _check_shape(in_shape: Sequence[int]) -> "tuple[int, int, int]":

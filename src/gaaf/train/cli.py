@@ -12,6 +12,7 @@ own coercion (gaaf.train.validate) parses it, so a flag and a config/study file 
     gaaf train --out runs/g1 --resume --epochs 250                    # continue (and extend) a run
     gaaf train --out runs/g1 --resume auto ...                        # continue if there is a last.pt, else start
     gaaf eval runs/g1/best.pt
+    gaaf export runs/g1/best.pt --onnx g1.onnx [--strip]                # gaaf.train.export
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .checkpoint import load_checkpoint
 from .config import (
     DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config, with_legacy_defaults,
 )
+from . import export
 from .engine import evaluate_checkpoint, train
 
 
@@ -72,6 +74,7 @@ def _show(value: Any) -> str:
 def register(subparsers: Any) -> None:
     _register_train(subparsers)
     _register_eval(subparsers)
+    export.register(subparsers)  # gaaf export: the ONNX file of a checkpoint
 
 
 def _register_train(subparsers: Any) -> None:
@@ -87,7 +90,9 @@ def _register_train(subparsers: Any) -> None:
 
 def _model_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", help=f"resnet{{6n+2}}_v1, resnet{{9n+2}}_v2 or mlp {_default('model')}")
+    g.add_argument("--model", help="resnet{6n+2}_v1, resnet{9n+2}_v2, mlp, or pkg.module:factory (your model: "
+                   "factory(num_classes=..., in_shape=(C, H, W)), its activations replaced by --activation) "
+                   f"{_default('model')}")
     g.add_argument("--no-batch-norm", dest="batch_norm", action="store_const", const=False, help="ResNets without BatchNorm")
     g.add_argument("--keras2-batch-norm", dest="keras2_batch_norm", action=argparse.BooleanOptionalAction,
                    help="BatchNorm with Keras 2.2/TF 1.x zero-debiased moving statistics, as the seed ran "

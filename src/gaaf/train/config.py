@@ -44,6 +44,7 @@ from ..activations import ACTIVATION_PARAMS, activation_params, get_activation
 from ..data import DATASETS, dataset_info
 from ..errors import UserError
 from ..models import build_model
+from ..models.factory import is_factory_name
 from . import validate as checks
 from .validate import DEVICES, OPTIMIZERS  # noqa: F401 - the choices, re-exported for the CLI's help
 
@@ -220,6 +221,12 @@ def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:
     return {**LEGACY_DEFAULTS, **d}
 
 
+def saved_config(d: Mapping[str, Any]) -> TrainConfig:
+    """The config a checkpoint's ``config`` entry records (fields it predates: the values it ran with)."""
+    saved = with_legacy_defaults(d)
+    return TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.field_names()})
+
+
 def resolved_dict(d: Mapping[str, Any]) -> dict[str, Any]:
     """A flat config dict of a run with its activation fields resolved (`resolve_activation_fields`)
     and the fields it predates filled in (`with_legacy_defaults`): what to compare a config.json or
@@ -259,10 +266,12 @@ def _typed(d: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
 def _model_problems(cfg: TrainConfig) -> list[str]:
     """Build the model on the meta device (no memory, no init cost) with the run's arguments: catches
     unknown names, bad depths and options that do not fit the model (e.g. hidden on a ResNet).
+    A user's factory (pkg.module:factory) is built on the CPU: its code need not run on the meta
+    device; that also checks that it imports, returns a module and converts completely.
     An unknown data set is reported by data_problems; the model is checked on CIFAR-10's shape."""
     data = dataset_info(cfg.dataset if cfg.dataset in DATASETS else "cifar10")
     try:
-        with torch.device("meta"):
+        with torch.device("cpu" if is_factory_name(cfg.model) else "meta"):
             build_model_for(cfg, data.in_shape, data.num_classes)
     except (ValueError, TypeError, UserError) as e:
         return [str(e).strip().splitlines()[0] if str(e).strip() else f"cannot build model {cfg.model!r}"]

@@ -34,7 +34,7 @@ from . import precise_bn as precise_bn_module
 from . import resume as resuming
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
-from .config import TrainConfig, build_model_for, with_legacy_defaults
+from .config import TrainConfig, build_model_for, saved_config
 from .setup import Training, build_training
 from .step import autocast, evaluate, lr_at, new_accumulator
 
@@ -210,6 +210,10 @@ def _begin(out: Path, run: Training, ckpt: dict[str, Any] | None, record: _Recor
     if cfg.probe:
         callbacks.append(make_probe_callback(state))
     call(callbacks, "on_train_start", state)
+    conversion = getattr(run.model, "gaaf_conversion", None)  # a factory's model: what gaaf.convert did
+    if log and info.is_main and conversion is not None:
+        print(f"model {cfg.model}: {len(conversion.converted)} activation sites converted to {cfg.activation} "
+              "(gaaf.convert)", file=sys.stderr)
     if info.is_main and record.epoch >= cfg.epochs:  # --resume auto on a finished run: said even with --quiet
         print(f"{out} already finished epoch {cfg.epochs} of {cfg.epochs}; nothing to train", file=sys.stderr)
     elif log and ckpt is not None:
@@ -341,8 +345,7 @@ def evaluate_checkpoint(
     recomputes the BatchNorm statistics from N training images (train/precise_bn.py) in batches of
     the run's batch size; None evaluates with the checkpoint's own statistics."""
     ckpt = load_checkpoint(path)
-    saved = with_legacy_defaults(ckpt["config"])  # a checkpoint older than a field ran with its old value
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in TrainConfig.field_names()})
+    cfg = saved_config(ckpt["config"])  # a checkpoint older than a field ran with its old value
     dev = distributed.resolve_device(device)
     splits = load_dataset(
         cfg.dataset, data_dir if data_dir is not None else cfg.data_dir, download=cfg.download,

@@ -30,7 +30,8 @@ RUN_FILES = ("config.json", "metrics.csv", "summary.json", "last.pt")
 
 
 def default_out(cfg: TrainConfig) -> Path:
-    return Path("runs") / f"{cfg.model}-{cfg.activation}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    model = cfg.model.replace(":", "-")  # a factory's pkg.module:factory: no colon in a folder name
+    return Path("runs") / f"{model}-{cfg.activation}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def holds_run(out: Path, *, unstarted_ok: bool = False) -> bool:
