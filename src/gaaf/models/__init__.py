@@ -78,7 +78,7 @@ def build_model(
     params = dict(act_params or {})
     if is_factory_name(name):
         _check_factory_options(name, stem_activation=stem_activation, no_batch_norm=not batch_norm,
-                               keras2_batch_norm=keras2_batch_norm, hidden=hidden, dropout=dropout)
+                               keras2_batch_norm=keras2_batch_norm, seed_v2_bug=seed_v2_bug, hidden=hidden, dropout=dropout)
         return build_factory_model(name, num_classes, shape, activation, params)
 
     if key == "mlp":
