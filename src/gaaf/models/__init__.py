@@ -9,6 +9,10 @@ Names: ``resnet{depth}_v1`` (depth 6n+2), ``resnet{depth}_v2`` (depth 9n+2), ``m
 """
 from __future__ import annotations
 
+from ..errors import require_torch
+
+require_torch(__name__)  # before anything imports torch: one line that names the fix
+
 import math
 import operator
 import re
