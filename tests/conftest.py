@@ -2,6 +2,7 @@
 fixtures for a tiny fake data set in the real on-disk format and for capturing saved figures."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -21,9 +22,12 @@ os.environ.setdefault("GAAF_CACHE_DIR", tempfile.mkdtemp(prefix="gaaf-test-cache
 _capability = os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() or "native"
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"torchinductor-gaaf-tests-{os.getuid()}-{_capability}"))
-# The Keras tests compare gaaf.keras with the PyTorch op on torch tensors: Keras must load its torch
-# backend, whatever the environment says (set before any test module can import keras).
-os.environ["KERAS_BACKEND"] = "torch"
+# Where torch is installed the Keras tests compare gaaf.keras with the PyTorch op on torch tensors: Keras
+# must load its torch backend, whatever the environment says (set before any test module can import
+# keras). Without torch (CI's Keras-on-JAX environment, scripts/env-keras-jax.sh) the backend is the
+# one KERAS_BACKEND names, and only the tests that need no torch run there.
+if importlib.util.find_spec("torch") is not None:
+    os.environ["KERAS_BACKEND"] = "torch"
 
 TESTS_DIR = Path(__file__).resolve().parent
 if str(TESTS_DIR) not in sys.path:

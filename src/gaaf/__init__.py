@@ -8,7 +8,9 @@
     gaaf.export_onnx(model, x, "model.onnx")            # ONNX, checked in onnxruntime
 
 The public names are imported on first use (PEP 562), so ``import gaaf`` and ``gaaf --version``
-do not load PyTorch until an activation is asked for.
+do not load PyTorch until an activation is asked for, and ``import gaaf.keras`` works without
+PyTorch installed (``pip install 'gaaf[keras]'``). Without it, asking for a PyTorch name raises
+ModuleNotFoundError ``gaaf.GAAF needs PyTorch: pip install 'gaaf[torch]'``.
 """
 from __future__ import annotations
 
@@ -38,7 +40,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 
 def __getattr__(name: str) -> Any:
     if name in _PUBLIC:
-        value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        try:
+            value = getattr(importlib.import_module(_PUBLIC[name]), name)
+        except ModuleNotFoundError as e:
+            from .errors import is_torch_missing, torch_missing
+
+            if is_torch_missing(e):
+                raise torch_missing(f"gaaf.{name}") from None
+            raise
         globals()[name] = value  # later lookups skip this function
         return value
     raise AttributeError(f"module 'gaaf' has no attribute {name!r}")

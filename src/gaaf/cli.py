@@ -3,7 +3,9 @@
 
 Bad input (UserError, ValueError, missing files, and argparse's own usage errors) ends with one
 line ``gaaf ...: error: ...`` and exit status 2, no traceback and no usage block; set GAAF_DEBUG=1
-to see the traceback. ``gaaf --version`` answers before any subcommand (and so PyTorch) is imported.
+to see the traceback. ``gaaf --version`` answers before any subcommand (and so PyTorch) is imported;
+every subcommand needs PyTorch, and without it the command says in one line how to install it
+(``gaaf: error: gaaf train needs PyTorch: pip install 'gaaf[torch]'``, exit status 2).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import sys
 from typing import NoReturn, Sequence
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, is_torch_missing, torch_missing
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line plus where to look, not the whole usage block.
@@ -47,7 +49,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--version"]:  # without building the parser, which imports every subcommand
         print(f"gaaf {__version__}")
         return 0
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as e:
+        if not is_torch_missing(e) or os.environ.get("GAAF_DEBUG"):
+            raise
+        command = f"gaaf {argv[0]}" if argv and argv[0].isidentifier() else "gaaf"  # gaaf train; gaaf --help
+        print(f"gaaf: error: {torch_missing(command)}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()

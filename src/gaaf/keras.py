@@ -36,6 +36,13 @@ backend's gelu (PyTorch's float32 gelu is inf at x ≥ 3.3895e38) and no erf eve
 autodiff through the clip and the select gives Φ(c) + c·φ(c) and 1, never 0·inf. Φ here is
 ½(1 + erf(c/√2)) (``ops.erfc`` is not in every Keras 3): the same to 1e−15 absolutely.
 
+Where backends differ, the layer spells out PyTorch's choice so that every backend gives the same
+numbers and gradients: leaky_relu is ``where(x > 0, x, 0.01·x)`` (JAX's has slope 1 at x = 0),
+softplus is x above 20 (PyTorch's threshold; JAX's is the exact log(1 + e^x), 2e−9 away), the
+round variant's |r| is r·sg(sign r) (derivative sign r, 0 at r = 0; JAX's |r|' is 1 there), and
+where ``ops.tanh`` returns float32 for float64 input (Keras 3's JAX backend) tanh is
+−expm1(−2a)/(2 + expm1(−2a)) with a = |x|, signed back (a few ulp, derivative 1 − tanh²).
+
 Keras is imported when this module is imported (``import gaaf`` never imports it). Of gaaf it
 imports only the pure-Python table of names (:mod:`gaaf.activations.catalog`), the spec and the
 presets, never PyTorch itself: on the JAX or TensorFlow backend torch is not loaded.
@@ -81,17 +88,39 @@ def _floor(y: Any) -> Any:
     return r - ops.cast(ops.greater(r, y), r.dtype)
 
 
+def _tanh(x: Any) -> Any:
+    """tanh x in x's dtype: ``ops.tanh``, or where that drops float64 to float32 (Keras's JAX
+    backend) −expm1(−2a)/(2 + expm1(−2a)), a = |x| (a select, so the derivative at 0 is 1), signed back."""
+    y = ops.tanh(x)
+    if keras.backend.standardize_dtype(y.dtype) == keras.backend.standardize_dtype(x.dtype):
+        return y
+    positive = ops.greater_equal(x, 0.0)
+    e = ops.expm1(-2.0 * ops.where(positive, x, -x))  # in [−1, 0]: no overflow on either branch
+    magnitude = -e / (2.0 + e)
+    return ops.where(positive, magnitude, -magnitude)
+
+
+_SOFTPLUS_THRESHOLD = 20.0  # PyTorch's: softplus(x) = x above it
+
+
+def _softplus(x: Any) -> Any:
+    """log(1 + e^x), and x itself for x > 20 (PyTorch's threshold), derivative σ(x) and 1."""
+    above = ops.greater(x, _SOFTPLUS_THRESHOLD)
+    # softplus(0) where unused, so neither branch overflows (ops.minimum(x, 20.0) would take float64 to float32)
+    return ops.where(above, x, ops.softplus(ops.where(above, ops.zeros_like(x), x)))
+
+
 #: φ written with keras.ops, each with PyTorch's default parameters (Keras's defaults differ for
-#: leaky_relu (0.2) and ops.gelu (tanh approximation)).
+#: leaky_relu (0.2) and ops.gelu (tanh approximation)) and PyTorch's choices where backends differ.
 _BASES: dict[str, Callable[[Any], Any]] = {
     "relu": ops.relu,
-    "tanh": ops.tanh,
+    "tanh": _tanh,
     "sigmoid": ops.sigmoid,
-    "leaky_relu": lambda x: ops.leaky_relu(x, negative_slope=0.01),
+    "leaky_relu": lambda x: ops.where(ops.greater(x, 0.0), x, 0.01 * x),  # slope 0.01 at x = 0, as PyTorch
     "elu": lambda x: ops.elu(x, alpha=1.0),
     "gelu": _gelu,  # exact (erf) gelu, in an overflow-safe form (module docstring)
     "silu": ops.silu,
-    "softplus": ops.softplus,
+    "softplus": _softplus,
 }
 check_names(_BASES, BASES, "gaaf.keras._BASES")
 
@@ -121,7 +150,7 @@ def sawtooth(x: Any, frequency: float = DEFAULT_FREQUENCY, variant: str = "floor
     # value: frac exactly (adding an exact 0); derivative: K, even where x·K overflowed
     r = ops.stop_gradient(frac) + (x - ops.stop_gradient(x)) * frequency
     if variant == "round":
-        r = ops.abs(r)
+        r = r * ops.stop_gradient(ops.sign(r))  # |r|, derivative sign(r): 0 at r = 0 on every backend
     return (r - 0.5) / frequency
 
 

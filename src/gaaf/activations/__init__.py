@@ -3,7 +3,8 @@ the fused autograd op, the nn.Module and the registry.
 
 The public names are imported on first use (PEP 562): importing a pure-Python submodule such as
 ``gaaf.activations.spec`` or ``gaaf.activations.presets`` (as :mod:`gaaf.keras` does) does not
-load PyTorch.
+load PyTorch. Without PyTorch installed the others raise ModuleNotFoundError
+``gaaf.activations.GAAF needs PyTorch: pip install 'gaaf[torch]'``.
 """
 from __future__ import annotations
 
@@ -38,7 +39,14 @@ def __getattr__(name: str) -> Any:
     if name not in _PUBLIC:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = _PUBLIC[name]
-    value = importlib.import_module(f".{module or name}", __name__)
+    try:
+        value = importlib.import_module(f".{module or name}", __name__)
+    except ModuleNotFoundError as e:
+        from ..errors import is_torch_missing, torch_missing
+
+        if is_torch_missing(e):
+            raise torch_missing(f"{__name__}.{name}") from None
+        raise
     if module is not None:
         value = getattr(value, name)
     globals()[name] = value  # later lookups skip this function

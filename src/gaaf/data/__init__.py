@@ -9,6 +9,10 @@
 Files live in `default_data_dir()` ($GAAF_DATA_DIR or ~/.cache/gaaf); GAAF_DATA_MIRROR replaces the
 download base URL. See datasets.py (normalization), loader.py (sharding), augment.py.
 """
+from ..errors import require_torch
+
+require_torch(__name__)  # before anything imports torch: one line that names the fix
+
 from .augment import AUGMENTATIONS, Compose, make_augment, random_crop, random_flip, random_shift
 from .base import DATA_DIR_ENV, MIRROR_ENV, RawData, default_data_dir
 from .cifar import CIFAR10, CIFAR100

@@ -10,6 +10,10 @@ factory ``pkg.module:factory`` (:mod:`.factory`), whose activations :func:`gaaf.
 """
 from __future__ import annotations
 
+from ..errors import require_torch
+
+require_torch(__name__)  # before anything imports torch: one line that names the fix
+
 import math
 import operator
 import re

@@ -4,6 +4,10 @@ figures of `gaaf report` (report.py: accuracy vs shift, learning curves; probes.
 Drawn on `matplotlib.figure.Figure` objects (headless; pyplot's global state is never touched) and
 written atomically through :mod:`gaaf.io` (figure.py: new_figure, save_figure).
 """
+from ..errors import require_torch
+
+require_torch(__name__)  # before anything imports torch: one line that names the fix
+
 from .activations import activation_figure, plot_all
 from .figure import save_figure
 

@@ -5,6 +5,10 @@
                                     "epochs": 200, "out": "runs/gaaf_relu"})
     summary = train(cfg)          # writes runs/gaaf_relu/{config.json, metrics.csv, summary.json, last.pt, best.pt}
 """
+from ..errors import require_torch
+
+require_torch(__name__)  # before anything imports torch: one line that names the fix
+
 from .callbacks import TrainState
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (
