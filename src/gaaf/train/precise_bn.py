@@ -4,9 +4,10 @@ Evaluation normalises with each BatchNorm's moving statistics. Those are an expo
 (momentum 0.99: a window of ~100 steps) of batch statistics computed with *earlier* weights, so
 early in a run, while the weights still move fast, they describe a network that no longer exists.
 Measured on the CIFAR-10 proxy (ResNet20 v1, gaaf_relu shift −1, the seed recipe at batch 128,
-2 epochs on 10,000 images = 158 steps, test on 2,000): the moving statistics score 24.9% (PyTorch's)
-and 24.95% (Keras 2.2's zero-debiased ones), the same weights with statistics recomputed over 512
-to 4,096 training images 42.7–43.3%, with each test batch's own statistics 42.9%. Long runs end
+2 epochs on 10,000 images = 158 steps, test on 2,000; README, the seed preset): the moving
+statistics score 24.90% (PyTorch's) and 24.95% (Keras 2.2's zero-debiased ones), the same weights
+with statistics recomputed from 512 to 4,096 training images 42.30–42.75%.
+Long runs end
 at a small learning rate, where the two agree.
 
 `recalibrate(model, images, n)` therefore does what "precise BN" does (Wu & Johnson 2021,
