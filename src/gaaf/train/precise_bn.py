@@ -6,7 +6,7 @@ early in a run, while the weights still move fast, they describe a network that 
 Measured on the CIFAR-10 proxy (ResNet20 v1, gaaf_relu shift −1, the seed recipe at batch 128,
 2 epochs on 10,000 images = 158 steps, test on 2,000; README, the seed preset): the moving
 statistics score 24.90% (PyTorch's) and 24.95% (Keras 2.2's zero-debiased ones), the same weights
-with statistics recomputed from 512 to 4,096 training images 42.30–42.75%.
+with statistics recomputed from 512 to 4,096 training images 42.30–42.80%.
 Long runs end
 at a small learning rate, where the two agree.
 
