@@ -122,8 +122,9 @@ def test_config_files_json_toml_and_run_folders(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"config": {"epochs": 9}, "meta": {"created": "now"}}))
-    # a run's config.json gets the fields it predates as it ran with them (keras2_batch_norm, seed_v2_bug off)
-    legacy = {"epochs": 9, "keras2_batch_norm": False, "seed_v2_bug": False}
+    # a run's config.json gets the fields it predates as it ran with them (keras2_batch_norm, seed_v2_bug off,
+    # the moving BatchNorm statistics at evaluation)
+    legacy = {"epochs": 9, "keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0}
     assert load_config_file(run / "config.json") == legacy
     assert load_config_file(run) == legacy
     (tmp_path / "bad.json").write_text("{not json")
