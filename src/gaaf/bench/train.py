@@ -32,6 +32,7 @@ import torch
 from ..activations import kernels as gaaf_kernels
 from ..data import dataset_info
 from ..errors import UserError, plural
+from ..train.allocator import keep_freed_memory
 from ..train.config import TrainConfig, resolve_config
 from ..train.setup import Training, build_training, eval_batch_size
 from ..train.step import evaluate, new_accumulator
@@ -195,6 +196,7 @@ def bench_train(
     """Time relu vs gaaf_relu training (and evaluation) of each model; see the module docstring."""
     device = torch.device(device)
     log = log or (lambda msg: None)
+    keep_freed_memory()  # as gaaf train does (gaaf.train.allocator)
     for name, v, low in (("batch_size", batch_size, 1), ("rounds", rounds, 1), ("steps", steps, 1),
                          ("warmup", warmup, 0), ("profile_steps", profile_steps, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:

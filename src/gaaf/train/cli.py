@@ -23,6 +23,7 @@ from typing import Any
 
 from ..activations.catalog import DEFAULT_FREQUENCY
 from ..errors import UserError, plural
+from .allocator import keep_freed_memory
 from .checkpoint import load_checkpoint
 from .config import (
     DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config, with_legacy_defaults,
@@ -200,6 +201,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    keep_freed_memory()  # no page faults from malloc returning each step's memory (gaaf.train.allocator)
     summary = train(cfg, resume=args.resume, progress=not args.quiet, log=not args.quiet)
     if _rank() == 0:  # under torchrun only rank 0 reports
         print(f"final test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} at epoch "
