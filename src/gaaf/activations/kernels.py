@@ -77,6 +77,11 @@ def eager_compile_enabled() -> bool:
     return not _env_disabled()
 
 
+def no_compile_env() -> bool:
+    """Whether ``GAAF_NO_COMPILE`` (1/true/yes/on) asks to compile nothing."""
+    return _env_disabled()
+
+
 _env_seen: "tuple[Optional[str], bool]" = (None, False)  # (raw GAAF_NO_COMPILE, parsed) last read
 
 
@@ -282,6 +287,6 @@ def _reset_for_tests() -> None:
 
 
 __all__ = [
-    "EAGER_COMPILE_MIN_NUMEL", "set_eager_compile", "eager_compile_enabled", "forward_flat",
+    "EAGER_COMPILE_MIN_NUMEL", "set_eager_compile", "eager_compile_enabled", "no_compile_env", "forward_flat",
     "backward_flat", "compile_failure", "compile_seconds",
 ]
