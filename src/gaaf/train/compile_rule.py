@@ -1,19 +1,24 @@
 r"""``compile = "auto"``: torch.compile the model when the run is long enough to pay back the compile.
 
 Compiling ResNet20 v1 (batch 128) costs a one-off C, paid in the first epoch: the training graph
-(forward and backward), again for the epoch's last, smaller batch, and the evaluation graph (full
-and last batch). After that each step is faster by G. Compiling pays when the run's training
-steps S satisfy S·G > C, i.e. S > C/G. Measured on the 2-core Xeon the README names (its
-``gaaf train`` section has the commands and the figures), C/G is a few hundred steps with a warm
-compile cache and about a thousand with a cold one; the rule takes
+(forward and backward), the same again for the epoch's last, smaller batch (a recompile with a
+dynamic batch size), and the evaluation graph. After that each step is faster by G. Compiling pays
+when the run's S training steps satisfy S·G > C. Measured (one thread, CPU seconds of the process
+and its compile workers, fresh Inductor cache; the README's `gaaf train` section has the command):
 
-    compile  ⇔  S = epochs · ⌈min(limit_train, n_train) / batch_size⌉ ≥ COMPILE_AUTO_MIN_STEPS
+    relu:      C = 96 + 96 + 29 = 221 s,  G ≈ 0.2 s/step   →  break-even ≈ 1,100 steps
+    gaaf_relu: C = 123 + 127 + 42 = 292 s, G ≈ 0.25 s/step →  break-even ≈ 1,200 steps
+    relu with Inductor's cache warm (a later run of a study): C = 12 s → ≈ 60 steps
 
-with :data:`COMPILE_AUTO_MIN_STEPS` = 2000 (≈ 5 CIFAR-10 epochs at batch 128): past the cold-cache
-break-even with margin, so a run that compiles gains, and short runs (smoke tests, tiny
-``--limit-train`` runs, the test suite) stay eager and start at once. ``GAAF_NO_COMPILE=1`` (which
-also turns off the fused op's eager kernels) makes "auto" eager. ``--compile`` / ``--no-compile``
-(``compile = true | false`` in a config file) force it either way.
+The rule takes three times the cold break-even, so that a run that compiles gains even where more
+threads shrink the per-step gain more than the compile (Dynamo's tracing is single-threaded):
+
+    compile  ⇔  S = epochs · ⌈min(limit_train, n_train) / batch_size⌉ ≥ COMPILE_AUTO_MIN_STEPS = 4000
+
+(≈ 10 CIFAR-10 epochs at batch 128; the seed's 200 epochs are 78,200 steps). Short runs (smoke
+tests, small ``--limit-train`` runs, the test suite) stay eager and start at once. ``GAAF_NO_COMPILE=1``
+(which also turns off the fused op's eager kernels) makes "auto" eager. ``--compile`` /
+``--no-compile`` (``compile = true | false`` in a config file) force it either way.
 
 :func:`resolve_compile` runs inside config validation, so ``config.json`` records the decision
 (true/false), never "auto": ``gaaf train --config RUN/config.json`` and ``--resume`` train the way
@@ -29,7 +34,7 @@ from ..data import DATASETS, dataset_info
 
 AUTO = "auto"
 #: training steps from which "auto" compiles (see the module docstring for the measurement)
-COMPILE_AUTO_MIN_STEPS = 2000
+COMPILE_AUTO_MIN_STEPS = 4000
 
 
 def training_steps(v: Mapping[str, Any]) -> int:
