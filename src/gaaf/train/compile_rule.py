@@ -1,21 +1,22 @@
 r"""``compile = "auto"``: torch.compile the model when the run is long enough to pay back the compile.
 
 Compiling ResNet20 v1 (batch 128) costs a one-off C, paid in the first epoch: the training graph
-(forward and backward), the same again for the epoch's last, smaller batch (a recompile with a
-dynamic batch size), and the evaluation graph. After that each step is faster by G. Compiling pays
-when the run's S training steps satisfy S·G > C. Measured (one thread, CPU seconds of the process
-and its compile workers, fresh Inductor cache; the README's `gaaf train` section has the command):
+(forward and backward), nearly the same again for the epoch's last, smaller batch (a recompile
+with a dynamic batch size), and the evaluation graph. After that each step is faster by G.
+Compiling pays when the run's S training steps satisfy S·G > C. Measured by
+``scripts/compile_cost.py --threads 1`` (CPU seconds of the process and its compile workers; the
+README's `gaaf train` section has the machine):
 
-    relu:      C = 96 + 96 + 29 = 221 s,  G ≈ 0.2 s/step   →  break-even ≈ 1,100 steps
-    gaaf_relu: C = 123 + 127 + 42 = 292 s, G ≈ 0.25 s/step →  break-even ≈ 1,200 steps
-    relu with Inductor's cache warm (a later run of a study): C = 12 s → ≈ 60 steps
+    gaaf_relu: cold cache C = 222 s, G = 0.37 s/step → break-even ≈ 590 steps; warm cache C = 32 s → ≈ 80
+    relu:      cold cache C = 159 s, G = 0.25 s/step → break-even ≈ 640 steps; warm cache C = 7 s  → ≈ 30
 
-The rule takes three times the cold break-even, so that a run that compiles gains even where more
-threads shrink the per-step gain more than the compile (Dynamo's tracing is single-threaded):
+(warm: a later run of a study, Inductor's on-disk cache holding the graphs). The rule takes about
+three times the cold break-even, so a run that compiles gains even when its cache is cold, the
+machine is busy or more threads shrink the per-step gain more than the compile:
 
-    compile  ⇔  S = epochs · ⌈min(limit_train, n_train) / batch_size⌉ ≥ COMPILE_AUTO_MIN_STEPS = 4000
+    compile  ⇔  S = epochs · ⌈min(limit_train, n_train) / batch_size⌉ ≥ COMPILE_AUTO_MIN_STEPS = 2000
 
-(≈ 10 CIFAR-10 epochs at batch 128; the seed's 200 epochs are 78,200 steps). Short runs (smoke
+(≈ 5 CIFAR-10 epochs at batch 128; the seed's 200 epochs are 78,200 steps). Short runs (smoke
 tests, small ``--limit-train`` runs, the test suite) stay eager and start at once. ``GAAF_NO_COMPILE=1``
 (which also turns off the fused op's eager kernels) makes "auto" eager. ``--compile`` /
 ``--no-compile`` (``compile = true | false`` in a config file) force it either way.
@@ -34,7 +35,7 @@ from ..data import DATASETS, dataset_info
 
 AUTO = "auto"
 #: training steps from which "auto" compiles (see the module docstring for the measurement)
-COMPILE_AUTO_MIN_STEPS = 4000
+COMPILE_AUTO_MIN_STEPS = 2000
 
 
 def training_steps(v: Mapping[str, Any]) -> int:
