@@ -3,8 +3,8 @@
 An ``AOTCompiledFunction`` (what :mod:`.kernels` builds or loads for each eager GAAF kernel) runs
 its Inductor code through Dynamo's frame wrapper and AOTAutograd's runtime wrappers: about ten
 Python frames per call, which at a ResNet's small activation sites cost more than the kernel
-(measured: ~300 Python calls per forward+backward of the op before, see ``gaaf bench train``'s
-notes in the README). For a 1-D kernel of plain tensors those wrappers do nothing the kernel needs
+(counted with ``sys.setprofile`` on a 32,768-element forward+backward of the op: 324 Python and C
+calls with the wrappers, 172 without). For a 1-D kernel of plain tensors those wrappers do nothing the kernel needs
 (no autograd, no aliasing, no subclasses, grad mode already off), so the Inductor module's own
 ``call([n, *tensors])`` is used instead.
 
