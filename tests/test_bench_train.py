@@ -33,11 +33,17 @@ def test_bench_train_cli_prints_both_activations_and_ratio(tmp_path: Path, capsy
         ("resnet8_v1", "eager", "eval")]
     assert all(float(b[5]) > 0 for b in body)  # the ratio column
     assert "cpu:" in text and "torch" in text and "threads 1" in text
+    mem = [line for line in text.splitlines() if line.startswith("peak memory of one train step")]
+    assert [line.split()[6] for line in mem] == ["mlp/eager", "resnet8_v1/eager"]
+    assert all("relu" in line and "gaaf_relu" in line and "MiB" in line and "%)" in line for line in mem)
     data = json.loads(out.read_text())
     assert {(r["model"], r["activation"]) for r in data["rows"]} == {
         (m, a) for m in ("mlp", "resnet8_v1") for a in ("relu", "gaaf_relu")}
     assert len(data["ratios"]) == 4 and all(r["gaaf_relu_over_relu"] > 0 for r in data["ratios"])
     assert data["settings"]["gaaf_eager_kernels"] is False and data["environment"]["torch_threads"] == 1
+    assert set(data["peak_step_bytes"]) == {f"{m}/eager/{a}" for m in ("mlp", "resnet8_v1") for a in ("relu", "gaaf_relu")}
+    assert all(v > 0 for v in data["peak_step_bytes"].values())
+    assert "resnet8_v1/eager" in data["targets"] and all(isinstance(t["met"], bool) for t in data["targets"].values())
 
 
 def test_bench_train_uses_seed_preset_and_dataset_shapes() -> None:
@@ -141,3 +147,34 @@ def test_floor_sites_ceiling_and_report() -> None:
     assert res.ceiling("m", "compiled") != res.ceiling("m", "compiled")  # no compiled row: nan
     assert "highest reachable train ratio: eager 0.800" in format_table(res)
     assert res.as_dict()["floors"]["m"]["ceilings"]["eager"] == pytest.approx(0.8)
+
+
+def test_ratio_target_cases() -> None:
+    """Where the floor allows >= 0.99 the target is 0.97; below, the ceiling less 0.02."""
+    from gaaf.bench.step_memory import ratio_target
+
+    assert ratio_target(0.995) == ("floor allows >= 0.99", 0.97)
+    case, value = ratio_target(0.95)
+    assert case == "exponential binds" and value == pytest.approx(0.93)
+    assert ratio_target(float("nan")) is None
+
+
+def test_peak_step_bytes_counts_what_a_step_holds_at_once() -> None:
+    """Two 4 MiB tensors alive together, then freed: the peak is 8 MiB (plus small change), whatever
+    was allocated before."""
+    import torch
+
+    from gaaf.bench.step_memory import peak_step_bytes
+
+    keep = torch.ones(1 << 20)  # allocated before: not counted
+
+    def step() -> None:
+        a = torch.ones(1 << 20)
+        b = a * 2
+        del a, b
+        c = torch.ones(1 << 18)
+        del c
+
+    peak = peak_step_bytes(step, torch.device("cpu"))
+    assert 8 << 20 <= peak < (8 << 20) + (1 << 20)
+    assert keep.sum() > 0

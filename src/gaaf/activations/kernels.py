@@ -7,7 +7,9 @@ them a flat view of the tensor's storage, so shapes and memory layouts never cau
 The spec's numbers are constants baked into the generated code (see :func:`_build`). On CPU
 each kernel is compiled ahead of time on its first call and then runs without Dynamo's per-call
 guard check (:class:`_Kernel`); it is saved on disk and later processes load it instead of
-compiling (:mod:`.compile_cache`). The first compile in a process says so once on stderr
+compiling (:mod:`.compile_cache`); where it gives bitwise the same result, the kernel's generated
+code is then called without Dynamo's and AOTAutograd's runtime wrappers (:mod:`.direct_call`).
+The first compile in a process says so once on stderr
 (``GAAF_QUIET=1`` silences it); :func:`compile_seconds` counts the one-off seconds.
 
 The plain math is used instead, with identical results up to floating-point rounding:
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 import torch
 
 from . import compile_cache
+from .direct_call import direct_runner
 from .pointwise import _bwd, _fwd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,6 +75,11 @@ def eager_compile_enabled() -> bool:
     if _enabled is not None:  # an explicit choice wins over the environment
         return _enabled
     return not _env_disabled()
+
+
+def no_compile_env() -> bool:
+    """Whether ``GAAF_NO_COMPILE`` (1/true/yes/on) asks to compile nothing."""
+    return _env_disabled()
 
 
 _env_seen: "tuple[Optional[str], bool]" = (None, False)  # (raw GAAF_NO_COMPILE, parsed) last read
@@ -152,18 +160,19 @@ class _Kernel:
         try:
             loaded = _load_cached(self._path, self._namespace, args)
             if loaded is not None:
-                self.run = loaded[0]
-                return loaded[1]
-            _announce()
-            try:
-                fast = self.compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
-            except Exception:  # not available here: keep the guarded function
-                fast = self.compiled
+                fast, result = loaded
             else:
+                _announce()
+                try:
+                    fast = self.compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
+                except Exception:  # not available here: keep the guarded function
+                    self.run = self.compiled
+                    return self.compiled(*args)
                 compile_cache.save(self._path, fast)
                 fast.disable_guard_check()
-            self.run = fast
-            return fast(*args)
+                result = fast(*args)
+            self.run = direct_runner(fast, args, result) or fast
+            return result
         finally:
             _add_compile_seconds(time.perf_counter() - t0)
 
@@ -278,6 +287,6 @@ def _reset_for_tests() -> None:
 
 
 __all__ = [
-    "EAGER_COMPILE_MIN_NUMEL", "set_eager_compile", "eager_compile_enabled", "forward_flat",
+    "EAGER_COMPILE_MIN_NUMEL", "set_eager_compile", "eager_compile_enabled", "no_compile_env", "forward_flat",
     "backward_flat", "compile_failure", "compile_seconds",
 ]

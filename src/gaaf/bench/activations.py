@@ -79,6 +79,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": cpu_flags(),
         "torch_threads": torch.get_num_threads(),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
@@ -92,7 +94,9 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 def machine_line(env: dict[str, Any]) -> str:
     """The one-line hardware/software header every benchmark prints above its figures."""
-    return (f"machine: {env['platform']} | cpu: {env['cpu']} | {env['cpu_count']} cores | torch {env['torch_version']}"
+    flags = ",".join(env.get("cpu_flags") or []) or "none"
+    return (f"machine: {env['platform']} | cpu: {env['cpu']} | {env['cpu_count']} cores | capability "
+            f"{env.get('cpu_capability', '?')} (flags: {flags}) | torch {env['torch_version']}"
             f" | threads {env['torch_threads']} | python {env['python_version']} | gaaf {env['gaaf_version']}")
 
 
@@ -264,6 +268,23 @@ def compile_cache_room(entries: int) -> Iterator[None]:
         return
     with config.patch(**{key: entries}):
         yield
+
+
+#: CPU features the benchmarks' figures depend on: SIMD width, native bf16 (autocast), AMX
+_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`_FLAGS_OF_INTEREST` /proc/cpuinfo lists ([] where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _FLAGS_OF_INTEREST if flag in have]
+    except OSError:
+        pass
+    return []
 
 
 def _cpu_model() -> str:

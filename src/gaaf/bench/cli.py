@@ -1,4 +1,4 @@
-"""`gaaf bench ...`: benchmarks. Subcommands: `activations`, `train`, `gpu`."""
+"""`gaaf bench ...`: benchmarks. Subcommands: `activations`, `train`, `keras`, `gpu`."""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +39,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.set_defaults(func=_activations)
     _register_train(bench_sub)
+    _register_keras(bench_sub)
     _register_gpu(bench_sub)
 
 
@@ -141,6 +142,44 @@ def _train(args: argparse.Namespace) -> int:
 
 def _default(value: "int | None", default: int) -> int:
     return default if value is None else value
+
+
+# --------------------------------------------------------------------------- gaaf bench keras
+def _register_keras(bench_sub: "argparse._SubParsersAction") -> None:
+    p = bench_sub.add_parser(
+        "keras",
+        help="training img/s of the seed's stack (Keras 3 ResNet v1 + gaaf.keras.GAAF) vs gaaf train's defaults",
+        description="The Keras CIFAR-10 example's ResNet v1 with the Keras GAAF layer (the seed's stack: Adam 1e-3, "
+        "l2 1e-4, batch 128, train_on_batch) against gaaf train's own step with its default settings, in one process, "
+        "alternating rounds, on CPU; images/s of both and gaaf/keras. Needs Keras 3 and a backend (KERAS_BACKEND).",
+    )
+    p.add_argument("--model", default="resnet20_v1", metavar="M", help="resnet<6n+2>_v1 (default %(default)s)")
+    p.add_argument("--activations", default="gaaf_relu", metavar="A1,A2",
+                   help="gaaf_relu (shift -1) and/or relu, comma-separated (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="B", help="training batch (default 128)")
+    p.add_argument("--rounds", type=int, default=5, metavar="N", help="alternating timed rounds (default 5)")
+    p.add_argument("--steps", type=int, default=3, metavar="S", help="steps per timed sample (default 3)")
+    p.add_argument("--warmup", type=int, default=1, metavar="N", help="untimed samples after the first call (default 1)")
+    p.add_argument("--backend", default=None, help="Keras backend: tensorflow | jax | torch (default: $KERAS_BACKEND, "
+                   "else the first of those installed)")
+    p.add_argument("--threads", type=int, default=None, metavar="N", help="torch intra-op threads (default: torch's)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.set_defaults(func=_keras)
+
+
+def _keras(args: argparse.Namespace) -> int:
+    from . import keras_seed  # imports Keras only when this command runs
+
+    acts = [a.strip() for a in args.activations.split(",") if a.strip()]
+    with train_bench.torch_threads(args.threads):
+        result = keras_seed.bench_keras(
+            args.model, activations=acts, batch_size=args.batch_size, rounds=args.rounds, steps=args.steps,
+            warmup=args.warmup, backend=args.backend, log=lambda msg: print(f"[bench] {msg}", file=sys.stderr, flush=True))
+    print(keras_seed.format_table(result))
+    if args.json:
+        atomic_write_json(args.json, result.as_dict())
+        print(f"wrote {args.json}")
+    return 0
 
 
 # --------------------------------------------------------------------------- gaaf bench gpu

@@ -15,6 +15,10 @@ Modes: ``eager`` (the engine's default; GAAF runs its fused op with eager-compil
 the first call (compilation, allocator warm-up) and `warmup` more are not timed. Reported: the
 median images/s over the rounds and the ratio gaaf_relu / relu (1.0 = GAAF is free).
 
+Under the table: the floor (:mod:`.kernel_ceiling`: the activation kernels alone and the highest
+train ratio they allow), the target that ceiling sets and whether the paired ratio meets it, and
+the peak memory of one train step per candidate (:mod:`.step_memory`).
+
 ``profile_steps`` > 0 also runs ``torch.profiler`` over that many training steps of each candidate
 and keeps the top ops by self time (grouped by op name) with their share of the total.
 """
@@ -32,12 +36,14 @@ import torch
 from ..activations import kernels as gaaf_kernels
 from ..data import dataset_info
 from ..errors import UserError, plural
+from ..train.allocator import keep_freed_memory
 from ..train.config import TrainConfig, resolve_config
 from ..train.setup import Training, build_training, eval_batch_size
 from ..train.step import evaluate, new_accumulator
 from ._timing import Timing, alternate, quartiles
 from .activations import compile_cache_room, environment, machine_line
 from .kernel_ceiling import Floor, activation_floor, gaaf_sites
+from .step_memory import peak_step_bytes, ratio_target
 
 #: the two activations compared, with the TrainConfig overrides that select them
 ACTIVATIONS: dict[str, dict[str, Any]] = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
@@ -73,6 +79,7 @@ class TrainBenchResult:
     rows: list[Row] = field(default_factory=list)
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     floors: dict[str, Floor] = field(default_factory=dict)  # per model: the activation kernels alone
+    memory: dict[str, int] = field(default_factory=dict)  # "model/mode/activation" -> peak bytes of one train step
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -110,8 +117,11 @@ class TrainBenchResult:
                   for m, mo, p in keys]
         floors = {m: {**f.as_dict(), "ceilings": {mode: self.ceiling(m, mode) for mode in MODES}}
                   for m, f in self.floors.items()}
+        targets = {f"{m}/{mode}": {"case": t.case, "paired_ratio_target": t.value, "met": self.paired_ratio(m, mode, "train")[0] >= t.value}
+                   for m in self.floors for mode in MODES if (t := ratio_target(self.ceiling(m, mode))) is not None}
         return {"environment": self.environment, "settings": self.settings, "rows": [r.as_dict() for r in self.rows],
-                "ratios": ratios, "floors": floors, "profiles": self.profiles}
+                "ratios": ratios, "floors": floors, "targets": targets, "peak_step_bytes": self.memory,
+                "profiles": self.profiles}
 
     def ceiling(self, model: str, mode: str) -> float:
         """The highest train ratio the model's relu step allows given gaaf_relu's activation-kernel
@@ -195,6 +205,7 @@ def bench_train(
     """Time relu vs gaaf_relu training (and evaluation) of each model; see the module docstring."""
     device = torch.device(device)
     log = log or (lambda msg: None)
+    keep_freed_memory()  # as gaaf train does (gaaf.train.allocator)
     for name, v, low in (("batch_size", batch_size, 1), ("rounds", rounds, 1), ("steps", steps, 1),
                          ("warmup", warmup, 0), ("profile_steps", profile_steps, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -248,6 +259,8 @@ def _bench_model(model: str, result: TrainBenchResult, device: torch.device, bat
     if spec is not None and sizes:
         log(f"{model}: activation kernels alone ({len(sizes)} GAAF sites)")
         result.floors[model] = activation_floor(spec, sizes, device, rounds=max(rounds, 5), sync=sync)
+    for key, fn in train_steps.items():
+        result.memory[key] = peak_step_bytes(fn, device)
     if profile_steps:
         for key, fn in train_steps.items():
             log(f"profiling {key} ({plural(profile_steps, 'step')})")
@@ -310,11 +323,34 @@ def format_table(result: TrainBenchResult) -> str:
             f"{sum(floor.sites) / 1e6:.1f}M elements) take {1e3 * floor.relu_s:.1f} ms per step for relu, "
             f"{1e3 * floor.gaaf_s:.1f} ms for gaaf_relu: +{1e3 * floor.extra_s:.1f} ms; highest reachable train ratio: "
             f"{ceilings or 'n/a'}")
+        for mode in MODES:
+            target = ratio_target(result.ceiling(model, mode))
+            if target is not None:
+                paired = result.paired_ratio(model, mode, "train")[0]
+                lines.append(f"target {model} {mode}: paired train ratio >= {target.value:.3f} ({target.case}: ceiling "
+                             f"{result.ceiling(model, mode):.3f}); measured {paired:.3f}: "
+                             f"{'met' if paired >= target.value else 'NOT met'}")
+    lines += _memory_lines(result)
     for key, ops in result.profiles.items():
         lines += ["", f"profile {key}: top ops by self time (ms per step, share)"]
         lines += [f"  {o['ms_per_step']:9.2f} ms {100 * o['share']:5.1f}%  {o['calls_per_step']:6.1f}×  {o['op']}"
                   for o in ops]
     return "\n".join(lines)
+
+
+def _memory_lines(result: TrainBenchResult) -> list[str]:
+    """One line per model and mode: each activation's peak memory in one train step, and gaaf's excess."""
+    lines = []
+    pairs: dict[str, dict[str, int]] = {}
+    for key, nbytes in result.memory.items():
+        model_mode, act = key.rsplit("/", 1)
+        pairs.setdefault(model_mode, {})[act] = nbytes
+    for model_mode, acts in pairs.items():
+        relu, gaaf = acts.get("relu"), acts.get("gaaf_relu")
+        excess = f" ({100 * (gaaf / relu - 1):+.1f}%)" if relu and gaaf is not None else ""
+        lines.append(f"peak memory of one train step {model_mode} (above its start): "
+                     + ", ".join(f"{a} {b / 2**20:.1f} MiB" for a, b in acts.items()) + excess)
+    return lines
 
 
 def _ips(row: "Row | None") -> str:

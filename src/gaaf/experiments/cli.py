@@ -13,6 +13,7 @@ from typing import Any
 from ..data import prepare_dataset
 from ..errors import UserError, plural
 from . import estimate, folders, sweep
+from . import jobs as jobs_rule
 from .study import StudyError, load_study
 
 #: `gaaf sweep`'s exit status when it ran but some runs failed (2 stays "bad input", as everywhere)
@@ -50,7 +51,9 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     p.add_argument("study", help="study file (TOML), e.g. experiments/demo.toml")
     p.add_argument("--out", required=True, help="sweep folder (created; re-running continues it)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time; CPU threads are split between them (default 1)")
+    p.add_argument("--jobs", default=jobs_rule.AUTO, metavar="N|auto",
+                   help="runs at a time; CPU threads are split between them (default auto: one single-thread run per "
+                        "core, as memory allows; one run per GPU for CUDA runs)")
     g = p.add_argument_group("overrides for every run (applied over the study file)")
     g.add_argument("--epochs", type=int, help="passes over the training set (default: the study's)")
     g.add_argument("--limit-train", dest="limit_train", type=int, metavar="N",
@@ -76,8 +79,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except StudyError as e:  # every problem, not just the first line the CLI would print
         print(f"gaaf: error: {e}", file=sys.stderr)
         return 2
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    try:
+        jobs_arg = jobs_rule.parse_jobs(args.jobs)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if args.backend != "ray" and args.address:
         raise UserError("--address is only used with --backend ray")
     overrides = {k: getattr(args, k) for k in ("epochs", "limit_train", "limit_test", "data_dir", "device")
@@ -93,6 +98,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"= {plural(len(runs), 'run folder')} under {root}/runs: {counts[folders.FINISHED]} done, {resume} to resume, "
           + (f"{extend} to extend, " if extend else "") + f"{start} to start"
           + (f" ({counts[folders.FAILED]} failed before, trying again)" if counts[folders.FAILED] else ""))  # fmt: skip
+    todo = [r for r in runs if r.state != folders.FINISHED]
+    args.jobs = jobs_rule.resolve_jobs(jobs_arg, todo, sweep.cuda_device_count(todo))
+    if jobs_arg == jobs_rule.AUTO:
+        print(f"jobs: {args.jobs} at a time, {plural(sweep.threads_per_job(args.jobs), 'thread')} each (--jobs auto)")
     if not args.dry_run and args.backend == "local":
         check_data_once(runs)
     if args.estimate and counts[folders.FINISHED] < len(runs):

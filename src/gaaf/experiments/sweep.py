@@ -12,7 +12,8 @@ one --out, or a local sweep beside a Ray one or beside a hand-started `gaaf trai
 once. A run another live process holds is skipped and listed as "running elsewhere" (not a failure,
 not waited for); a claim left by a killed process is taken over.
 
-With ``--jobs N`` the runs go N at a time and the CPU is split between them: each child gets
+With ``--jobs N`` (default auto: one single-thread run per core as memory allows, :mod:`.jobs`)
+the runs go N at a time and the CPU is split between them: each child gets
 OMP_NUM_THREADS = max(1, cores // N), which torch reads at start-up for its thread pool, and as many
 TORCHINDUCTOR_COMPILE_THREADS (N runs compiling at once would otherwise each start a pool of compile
 workers the size of the core count). With several CUDA GPUs (runs on device cuda/auto) each of the N

@@ -24,6 +24,8 @@ from typing import Any
 
 from ..activations.catalog import DEFAULT_FREQUENCY
 from ..errors import UserError, plural
+from .allocator import keep_freed_memory
+from .compile_rule import COMPILE_AUTO_MIN_STEPS
 from .checkpoint import load_checkpoint
 from .config import (
     DEVICES, OPTIMIZERS, PRESETS, TrainConfig, load_config_file, resolve_config, with_legacy_defaults,
@@ -165,7 +167,9 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                         "else start fresh (what a torchrun --max-restarts restart does)")
     g.add_argument("--seed", type=int, help=f"seeds torch, numpy, random and the data order {_default('seed')}")
     g.add_argument("--device", help=f"{' | '.join(DEVICES)} {_default('device')}")
-    g.add_argument("--compile", dest="compile", action="store_const", const=True, help="torch.compile the model")
+    g.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction,
+                   help="torch.compile the model; --no-compile: eager (default: auto, compiled when the run has "
+                        f">= {COMPILE_AUTO_MIN_STEPS} training steps; config.json records which)")
     g.add_argument("--amp", dest="amp", action="store_const", const=True, help="bf16 autocast")
     g.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction,
                    help="channels_last memory format (default: on CUDA)")
@@ -214,6 +218,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    keep_freed_memory()  # no page faults from malloc returning each step's memory (gaaf.train.allocator)
     summary = train(cfg, resume=args.resume, progress=not args.quiet, log=not args.quiet)
     if _rank() == 0:  # under torchrun only rank 0 reports
         print(f"final test acc {summary['final_test_acc']:.4f} (best {summary['best_test_acc']:.4f} at epoch "

@@ -46,6 +46,7 @@ from ..errors import UserError
 from ..models import build_model
 from ..models.factory import is_factory_name
 from . import validate as checks
+from .compile_rule import compile_problems, resolve_compile
 from .validate import DEVICES, OPTIMIZERS  # noqa: F401 - the choices, re-exported for the CLI's help
 
 if sys.version_info >= (3, 11):
@@ -106,7 +107,8 @@ class TrainConfig:
     # --- run
     seed: int = 0                          # seeds torch, numpy, random and the loader's generator
     device: str = "auto"                   # auto (cuda if available) | cpu | cuda
-    compile: bool = False                  # torch.compile the model
+    compile: bool | str = "auto"           # torch.compile the model: true | false | "auto" (long runs;
+                                           # check_config resolves it, see gaaf.train.compile_rule)
     amp: bool = False                      # bf16 autocast
     channels_last: bool | None = None      # None = on CUDA only
     tensorboard: bool = False              # also log to OUT/tensorboard (needs the tensorboard package)
@@ -183,7 +185,10 @@ def check_config(d: Mapping[str, Any]) -> tuple[TrainConfig | None, list[str]]:
     names = checks.activation_problems(values)
     problems += names or _model_problems(cfg)
     problems += checks.data_problems(values)
-    return (None, problems) if problems else (dataclasses.replace(cfg, **resolve_activation_fields(values)), [])
+    problems += compile_problems(values)
+    if problems:
+        return None, problems
+    return dataclasses.replace(cfg, **resolve_activation_fields(values), compile=resolve_compile(values)), []
 
 
 # ---------------------------------------------------------------------- the activation as it runs

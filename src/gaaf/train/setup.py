@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from .compile_rule import resolve_compile
 from .config import TrainConfig, build_model_for
 from .distributed import DistInfo
 from .step import TrainStep, build_optimizer, make_train_step
@@ -68,7 +69,8 @@ def build_training(
 
     state: a checkpoint (`gaaf.train.load_checkpoint`) whose model and optimizer states are loaded
     before anything wraps the model. info: under torchrun (`info.enabled`) the model trains wrapped
-    in DistributedDataParallel. cfg.compile wraps it in torch.compile; cfg.channels_last (None: on
+    in DistributedDataParallel. cfg.compile (true, or "auto" for a long run:
+    `gaaf.train.compile_rule`) wraps it in torch.compile; cfg.channels_last (None: on
     CUDA) converts the weights and makes the step convert each batch."""
     model = build_model_for(cfg, in_shape, num_classes).to(device)
     channels_last = uses_channels_last(cfg, device)
@@ -83,7 +85,7 @@ def build_training(
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     eval_net: nn.Module = model
-    if cfg.compile:
+    if resolve_compile(cfg.to_dict()):  # a validated config holds a bool; "auto" is resolved here otherwise
         net = torch.compile(net)
         eval_net = torch.compile(model) if info.enabled else net
     step = make_train_step(net, optimizer, cfg, channels_last=channels_last)

@@ -1,0 +1,219 @@
+r"""`gaaf bench keras`: training throughput of the seed's stack (Keras 3) against `gaaf train`'s defaults.
+
+The seed trained the Keras CIFAR-10 example's ResNets with its GAAF activation in place of relu.
+Here, in one process and alternating round by round (:mod:`._timing`), two candidates per activation:
+
+* **keras**: the Keras example's ``resnet_v1`` (``examples/cifar10_resnet.py``), layer for layer:
+  ``resnet_layer`` = Conv2D ("same", he_normal, ``l2(1e-4)``) - BatchNormalization - activation,
+  1×1 projection shortcuts (no BN, no activation) where a stage starts, add, activation,
+  AveragePooling2D(8), Flatten, Dense softmax; NHWC inputs (Keras' default); compiled with
+  Adam(1e-3) and categorical cross-entropy on one-hot labels, as the seed; each step is
+  ``model.train_on_batch``. The activation is :class:`gaaf.keras.GAAF` (gaaf_relu, shift −1, the
+  seed sweep's best) or ``keras.layers.ReLU``. The Keras backend is whatever Keras is configured
+  with (``KERAS_BACKEND``; unset: the first of tensorflow, jax, torch that imports); the seed ran
+  TensorFlow.
+* **gaaf**: `gaaf train`'s own step (:func:`gaaf.train.setup.build_training`) with the settings a
+  default ``gaaf train --activation gaaf_relu --shift -1`` run resolves to (seed preset; ``compile``
+  "auto", which a 200-epoch CIFAR-10 run resolves to compiled unless ``GAAF_NO_COMPILE=1``; fp32;
+  channels_last as on that device), on a device-resident synthetic batch as ``gaaf bench train``.
+
+Reported per activation: images/s of both (median sample), gaaf ÷ keras from the medians and
+paired (per-round ratios), and each candidate's first call (graph building, compiling).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ..errors import UserError
+from ..train.config import resolve_config
+from ..train.setup import uses_channels_last
+from ._timing import Timing, alternate, quartiles
+from .activations import environment, machine_line
+from .train import build_candidate, synthetic_batch, train_fn
+
+ACTIVATIONS = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
+_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def import_keras(backend: "str | None" = None) -> Any:
+    """Keras 3 on `backend` (None: ``KERAS_BACKEND`` if set, else the first of tensorflow, jax,
+    torch that imports). UserError with what to install or set when that is impossible."""
+    if "keras" in sys.modules:
+        keras = sys.modules["keras"]
+        if backend is not None and keras.backend.backend() != backend:
+            raise UserError(f"Keras is already loaded with the {keras.backend.backend()} backend; run again with "
+                            f"KERAS_BACKEND={backend}")
+        return keras
+    backend = backend or os.environ.get("KERAS_BACKEND") or next(
+        (b for b in _BACKENDS if importlib.util.find_spec(b) is not None), None)
+    if backend is None:
+        raise UserError("gaaf bench keras needs a Keras backend: install tensorflow, jax or torch")
+    if backend not in _BACKENDS:
+        raise UserError(f"unknown Keras backend {backend!r}; choose one of: {', '.join(_BACKENDS)}")
+    os.environ["KERAS_BACKEND"] = backend
+    try:
+        import keras
+    except ImportError as e:
+        raise UserError(f"gaaf bench keras needs Keras 3 with the {backend} backend ({e.name or e} missing): "
+                        "pip install keras, or set KERAS_BACKEND to an installed backend") from None
+    if not keras.__version__.startswith("3"):
+        raise UserError(f"gaaf bench keras needs Keras 3, found {keras.__version__}")
+    return keras
+
+
+def keras_resnet_v1(keras: Any, depth: int, activation: str, input_shape: Sequence[int] = (32, 32, 3),
+                    num_classes: int = 10) -> Any:
+    """The Keras example's resnet_v1 (depth 6n+2) with `activation` ("relu" or "gaaf_relu") at every site."""
+    if (depth - 2) % 6 or depth < 8:
+        raise UserError(f"the Keras ResNet v1 depth must be 6n+2 (8, 14, 20, ...), got {depth}")
+    from .. import keras as gaaf_keras  # gaaf's Keras layer: imports Keras, never torch
+
+    layers, reg = keras.layers, keras.regularizers.l2(1e-4)
+
+    def act() -> Any:
+        return gaaf_keras.get_activation(activation, **ACTIVATIONS[activation])
+
+    def resnet_layer(x: Any, filters: int, kernel: int = 3, strides: int = 1, activation_on: bool = True,
+                     batch_norm: bool = True) -> Any:
+        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", kernel_initializer="he_normal",
+                          kernel_regularizer=reg)(x)
+        if batch_norm:
+            x = layers.BatchNormalization()(x)
+        return act()(x) if activation_on else x
+
+    inputs = keras.Input(shape=tuple(input_shape))
+    x, filters = resnet_layer(inputs, 16), 16
+    for stack in range(3):
+        for block in range((depth - 2) // 6):
+            strides = 2 if stack > 0 and block == 0 else 1
+            y = resnet_layer(x, filters, strides=strides)
+            y = resnet_layer(y, filters, activation_on=False)
+            if stack > 0 and block == 0:  # linear projection shortcut
+                x = resnet_layer(x, filters, kernel=1, strides=strides, activation_on=False, batch_norm=False)
+            x = act()(layers.add([x, y]))
+        filters *= 2
+    x = layers.Flatten()(layers.AveragePooling2D(pool_size=8)(x))
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer="he_normal")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def _depth(model: str) -> int:
+    name = model.strip().lower()
+    if not (name.startswith("resnet") and name.endswith("_v1") and name[6:-3].isdigit()):
+        raise UserError(f"gaaf bench keras times the Keras example's ResNet v1: --model resnet<6n+2>_v1, got {model!r}")
+    return int(name[6:-3])
+
+
+@dataclass
+class KerasBenchResult:
+    timings: dict[str, Timing] = field(default_factory=dict)  # "keras/relu", "gaaf/gaaf_relu", ...
+    images_per_sample: int = 0
+    environment: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def images_per_second(self, key: str) -> float:
+        return self.images_per_sample / self.timings[key].median
+
+    def ratios(self, activation: str) -> "tuple[float, float, float, float]":
+        """(gaaf ÷ keras from the medians, paired median, q1, q3)."""
+        keras_t, gaaf_t = self.timings[f"keras/{activation}"], self.timings[f"gaaf/{activation}"]
+        per_round = [k / g for k, g in zip(keras_t.samples, gaaf_t.samples)]
+        q1, q3 = quartiles(per_round)
+        return keras_t.median / gaaf_t.median, statistics.median(per_round), q1, q3
+
+    def as_dict(self) -> dict[str, Any]:
+        acts = dict.fromkeys(k.split("/", 1)[1] for k in self.timings)
+        return {"environment": self.environment, "settings": self.settings,
+                "timings": {k: {**t.as_dict(), "images_per_second": self.images_per_second(k)}
+                            for k, t in self.timings.items()},
+                "ratios": {a: dict(zip(("gaaf_over_keras", "paired_median", "paired_q1", "paired_q3"), self.ratios(a)))
+                           for a in acts}}
+
+
+def bench_keras(model: str = "resnet20_v1", *, activations: Sequence[str] = ("gaaf_relu",), batch_size: int = 128,
+                rounds: int = 5, steps: int = 3, warmup: int = 1, backend: "str | None" = None,
+                log: "Callable[[str], None] | None" = None) -> KerasBenchResult:
+    """Time the seed's Keras stack against `gaaf train`'s defaults on CPU (see the module docstring)."""
+    log = log or (lambda msg: None)
+    for name, v, low in (("batch_size", batch_size, 1), ("rounds", rounds, 1), ("steps", steps, 1), ("warmup", warmup, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise UserError(f"{name} must be a whole number >= {low}, got {v!r}")
+    bad = [a for a in activations if a not in ACTIVATIONS]
+    if bad or not activations:
+        raise UserError(f"unknown activation {bad[0] if bad else '(none)'!r}; choose from: {', '.join(ACTIVATIONS)}")
+    depth = _depth(model)
+    keras = import_keras(backend)
+    device = torch.device("cpu")
+    cands: dict[str, Callable[[], None]] = {}
+    gaaf_settings: dict[str, Any] = {}
+    for act in activations:
+        cfg = resolve_config(overrides={"model": model, "activation": act, "batch_size": batch_size, "device": "cpu",
+                                        "download": False, **ACTIVATIONS[act]})
+        gaaf_settings = {"compile": cfg.compile, "amp": cfg.amp, "channels_last": uses_channels_last(cfg, device),
+                         "preset": cfg.preset}
+        c = build_candidate(cfg, device, compile=cfg.compile, channels_last=gaaf_settings["channels_last"])
+        x, y = synthetic_batch(cfg, batch_size, device)
+        cands[f"gaaf/{act}"] = train_fn(c, x, y, steps)
+        cands[f"keras/{act}"] = _keras_steps(keras, depth, act, x, y, steps)
+    log(f"{model}: {len(cands)} candidates; first calls (Keras graph building, compiling) ...")
+    timings = alternate(cands, rounds, warmup, progress=lambda r, n: log(f"round {r}/{n}"))
+    env = environment(device)
+    env["keras_version"], env["keras_backend"] = keras.__version__, keras.backend.backend()
+    return KerasBenchResult(timings, steps * batch_size, env, {
+        "model": model, "batch_size": batch_size, "rounds": rounds, "steps_per_sample": steps, "warmup": warmup,
+        "activations": {a: ACTIVATIONS[a] for a in activations}, "keras": "Adam(1e-3), categorical cross-entropy, "
+        "l2 1e-4 on conv kernels, NHWC, train_on_batch", "gaaf": gaaf_settings,
+    })
+
+
+def _keras_steps(keras: Any, depth: int, act: str, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
+    """`steps` ``train_on_batch`` calls of the Keras model on the same images (NHWC, one-hot labels)."""
+    keras.utils.set_random_seed(0)
+    net = keras_resnet_v1(keras, depth, act, input_shape=(x.shape[2], x.shape[3], x.shape[1]))
+    xk = x.permute(0, 2, 3, 1).contiguous().numpy()
+    yk = torch.nn.functional.one_hot(y, 10).float().numpy()
+
+    def run() -> None:
+        for _ in range(steps):
+            net.train_on_batch(xk, yk)
+
+    return run
+
+
+def format_table(result: KerasBenchResult) -> str:
+    env, st = result.environment, result.settings
+    g = st["gaaf"]
+    lines = [
+        f"gaaf bench keras — {st['model']}, batch {st['batch_size']}, seed recipe (Adam 1e-3, l2 1e-4): Keras "
+        f"{env['keras_version']} ({env['keras_backend']} backend) vs gaaf train's defaults (preset {g['preset']}, "
+        f"compile {'on' if g['compile'] else 'off'}, amp {'bf16' if g['amp'] else 'off'}, channels_last "
+        f"{'on' if g['channels_last'] else 'off'})",
+        machine_line(env),
+        f"{st['steps_per_sample']} steps per sample | median of {st['rounds']} alternating rounds after "
+        f"{st['warmup']} warm-up",
+        "", f"{'activation':<12}{'keras img/s':>13}{'gaaf img/s':>12}{'gaaf/keras':>12}{'paired [q1, q3]':>24}"
+        f"{'1st call keras':>16}{'1st call gaaf':>15}",
+    ]
+    lines.append("-" * len(lines[-1]))
+    for act in dict.fromkeys(k.split("/", 1)[1] for k in result.timings):
+        ratio, med, q1, q3 = result.ratios(act)
+        lines.append(f"{act:<12}{result.images_per_second(f'keras/{act}'):>13.1f}"
+                     f"{result.images_per_second(f'gaaf/{act}'):>12.1f}{ratio:>12.2f}"
+                     f"{f'{med:.2f} [{q1:.2f}, {q3:.2f}]':>24}{result.timings[f'keras/{act}'].first_call:>15.1f}s"
+                     f"{result.timings[f'gaaf/{act}'].first_call:>14.1f}s")
+    lines.append("gaaf/keras = gaaf train's img/s ÷ the Keras stack's (>1: gaaf is faster); paired = median [quartiles] "
+                 "of the per-round ratios")
+    return "\n".join(lines)
+
+
+__all__ = ["ACTIVATIONS", "KerasBenchResult", "bench_keras", "format_table", "import_keras", "keras_resnet_v1"]

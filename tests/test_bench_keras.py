@@ -1,0 +1,56 @@
+"""`gaaf bench keras`: the Keras example's ResNet v1 (the seed's stack) against gaaf train's defaults.
+Structure and output format only, on a tiny model (no timing thresholds)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+keras = pytest.importorskip("keras")  # tests/conftest.py selects its torch backend
+
+from gaaf.bench.keras_seed import keras_resnet_v1  # noqa: E402
+from gaaf.cli import main  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_kernel_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAAF_NO_COMPILE", "1")  # gaaf's default "auto" compile then resolves eager: fast
+
+
+def test_keras_resnet_v1_is_the_keras_example_layout() -> None:
+    """ResNet20 v1 as Keras' model.summary() counts it (273,066 trainable, as gaaf.models' port), with
+    a GAAF layer at every activation site and 1×1 projection shortcuts without BN."""
+    from gaaf import keras as gaaf_keras
+
+    model = keras_resnet_v1(keras, 20, "gaaf_relu")
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    assert trainable == 273_066
+    gaaf_layers = [layer for layer in model.layers if isinstance(layer, gaaf_keras.GAAF)]
+    assert len(gaaf_layers) == 19 and all(layer.spec.shape_params["shift"] == -1.0 for layer in gaaf_layers)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert sum(c.kernel_size == (1, 1) for c in convs) == 2 and len(convs) == 21
+    assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-3)
+
+
+def test_bench_keras_prints_both_stacks_and_the_ratio(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "keras.json"
+    rc = main(["bench", "keras", "--model", "resnet8_v1", "--batch-size", "4", "--rounds", "1", "--steps", "1",
+               "--warmup", "0", "--activations", "relu,gaaf_relu", "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "Keras 3" in text and "torch backend" in text and "compile off" in text and "machine:" in text
+    header = next(line for line in text.splitlines() if line.startswith("activation"))
+    assert "keras img/s" in header and "gaaf img/s" in header and "gaaf/keras" in header
+    rows = [line.split() for line in text.splitlines() if line.startswith(("relu ", "gaaf_relu "))]
+    assert [r[0] for r in rows] == ["relu", "gaaf_relu"] and all(float(r[1]) > 0 and float(r[3]) > 0 for r in rows)
+    data = json.loads(out.read_text())
+    assert set(data["timings"]) == {"keras/relu", "gaaf/relu", "keras/gaaf_relu", "gaaf/gaaf_relu"}
+    assert data["environment"]["keras_backend"] == "torch" and data["settings"]["gaaf"]["compile"] is False
+    assert all(r["gaaf_over_keras"] > 0 for r in data["ratios"].values())
+
+
+@pytest.mark.parametrize("argv", [["--model", "resnet20_v2"], ["--model", "resnet9_v1"], ["--activations", "tanh"],
+                                  ["--steps", "0"], ["--backend", "nope"]])
+def test_bench_keras_rejects_bad_input(argv: list) -> None:
+    assert main(["bench", "keras", "--rounds", "1", *argv]) == 2
