@@ -19,11 +19,11 @@ from torch import nn
 from ._sites import ActivationArg, activation_sites, count_parameters
 from .keras_bn import KerasBatchNorm2d
 from .mlp import MLP, mlp
-from .resnet import ResNet, check_depth, resnet_v1, resnet_v2
+from .resnet import SHORTCUTS, ResNet, ZeroPadShortcut, check_depth, resnet_v1, resnet_v2
 
 __all__ = [
-    "KerasBatchNorm2d", "MLP", "ResNet", "activation_sites", "build_model", "count_parameters", "list_models", "mlp",
-    "resnet_v1", "resnet_v2",
+    "KerasBatchNorm2d", "MLP", "ResNet", "SHORTCUTS", "ZeroPadShortcut", "activation_sites", "build_model",
+    "count_parameters", "list_models", "mlp", "resnet_v1", "resnet_v2",
 ]
 
 _RESNET_NAME = re.compile(r"resnet(\d+)_v(\d+)")
@@ -49,6 +49,7 @@ def build_model(
     stem_activation: "ActivationArg | None" = None,
     batch_norm: bool = True,
     keras2_batch_norm: bool = False,
+    shortcut: str = "B",
     hidden: "Sequence[int] | None" = None,
     dropout: float = 0.0,
 ) -> nn.Module:
@@ -63,6 +64,7 @@ def build_model(
         batch_norm: ResNets only; False builds the nets without BatchNorm (the MLP has none).
         keras2_batch_norm: ResNets with batch_norm only: Keras 2.2 / TF 1.x zero-debiased moving
             statistics (`KerasBatchNorm2d`, the seed's), else PyTorch's BatchNorm2d. Ignored by the MLP.
+        shortcut: "B" (1×1 projection, Keras') or, v1 ResNets only, "A" (zero padding, He et al.'s).
         hidden, dropout: MLP only; hidden defaults to (512, 512).
     """
     if not isinstance(name, str):
@@ -74,6 +76,8 @@ def build_model(
     if key == "mlp":
         if stem_activation is not None:
             raise ValueError("stem_activation applies to ResNets only; 'mlp' has no stem")
+        if shortcut != "B":
+            raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; 'mlp' has no shortcuts")
         widths = (512, 512) if hidden is None else hidden
         return mlp(math.prod(shape), num_classes, widths, activation, dropout, **params)
 
@@ -92,7 +96,8 @@ def build_model(
     builder = resnet_v1 if version == 1 else resnet_v2
     return builder(
         depth, num_classes, activation, stem_activation=stem_activation, in_channels=shape[0],
-        batch_norm=batch_norm, keras2_batch_norm=keras2_batch_norm, input_size=(shape[1], shape[2]), **params,
+        batch_norm=batch_norm, keras2_batch_norm=keras2_batch_norm, shortcut=shortcut,
+        input_size=(shape[1], shape[2]), **params,
     )
 
 
