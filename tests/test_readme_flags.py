@@ -121,6 +121,8 @@ def test_train_help_shows_every_effective_default():
     assert "(default: 200, the seed preset" in helps["--epochs"]
     assert "0.001, the seed preset; he2016: 0.1" in helps["--lr"]
     assert "the activation's own" in helps["--shape"] and "the activation's own" in helps["--variant"]
-    assert "pixel_mean, the seed preset; he2016: channel" in helps["--normalize"]
+    assert "(default: pixel_mean, the seed preset)" in helps["--normalize"]
+    assert "(default: 0, the seed preset; he2016: 64000)" in helps["--max-iterations"]
+    assert "(default: B, the seed preset; he2016: A)" in helps["--shortcut"]
     assert "(default: 0)" in helps["--seed"]
     train.format_help()  # every help string survives argparse's %-formatting

@@ -189,3 +189,23 @@ def test_seed_table_is_the_seed_table():
         o = s.options(r, 0)
         assert (o["model"], o["dataset"], o["preset"], o["stem_activation"]) == ("resnet20_v1", "cifar10", "seed", "relu")
     assert s.baseline == s.runs[0].name and s.options(s.runs[0], 0)["activation"] == "relu"
+
+
+def test_paper_cifar_rows_resolve_to_the_recipe_each_data_set_needs(tmp_path):
+    """What `gaaf sweep` passes to `gaaf train --config` for each row (sweep.plan resolves the study through
+    the one validator): SVHN without horizontal flips (a mirrored digit is another or no digit), CIFAR with
+    He et al.'s crop + flip; every row He et al.'s recipe with the same warm-up and gradient clipping."""
+    from gaaf.experiments.sweep import plan
+
+    study = load_study(EXPERIMENTS / "paper_cifar.toml")
+    runs = plan(study, tmp_path, seeds=[0])
+    assert len(runs) == 12
+    for run in runs:
+        c = run.config
+        assert c["augment"] == (["crop"] if c["dataset"] == "svhn" else ["crop", "flip"]), run.name
+        assert (c["preset"], c["shortcut"], c["normalize"], c["lr_schedule_unit"], c["max_iterations"]) == (
+            "he2016", "A", "pixel_mean", "iteration", 64000), run.name
+        assert (c["lr"], c["lr_schedule"], c["warmup_iterations"], c["clip_grad_norm"]) == (
+            0.1, [[32000, 0.1], [48000, 0.01]], 400, 5.0), run.name  # one recipe: a row changes one thing
+    assert {r.config["dataset"] for r in runs} == {"cifar10", "cifar100", "svhn"}
+    assert sum(not r.config["batch_norm"] for r in runs) == 6

@@ -41,11 +41,11 @@ def test_field_names_cover_every_field_and_round_trip():
 def test_resolution_order_defaults_preset_file_flags():
     cfg = resolve_config({"preset": "he2016", "lr": 0.05, "epochs": 7}, {"epochs": 3, "seed": None})
     assert cfg.optimizer == "sgd" and cfg.momentum == 0.9 and cfg.weight_decay == 1e-4  # preset
-    assert cfg.augment == ["crop", "flip"] and cfg.normalize == "channel"
+    assert cfg.augment == ["crop", "flip"] and cfg.normalize == "pixel_mean" and cfg.shortcut == "A"
     assert cfg.lr == 0.05          # file beats preset
     assert cfg.epochs == 3         # flag beats file
     assert cfg.seed == 0           # a None override means "flag not given"
-    assert cfg.lr_schedule == [[100, 0.1], [150, 0.01]]
+    assert cfg.lr_schedule == [[32000, 0.1], [48000, 0.01]] and cfg.lr_schedule_unit == "iteration"
     # a flag's preset applies below the file too
     assert resolve_config({"lr": 0.5}, {"preset": "he2016"}).lr == 0.5
 
@@ -124,8 +124,9 @@ def test_config_files_json_toml_and_run_folders(tmp_path):
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"config": {"epochs": 9}, "meta": {"created": "now"}}))
     # a run's config.json gets the fields it predates as it ran with them (keras2_batch_norm, seed_v2_bug off,
-    # the moving BatchNorm statistics at evaluation)
-    legacy = {"epochs": 9, "keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0}
+    # the moving BatchNorm statistics at evaluation, shortcut B, an epoch schedule, ...)
+    legacy = {"epochs": 9, "keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0, "shortcut": "B",
+              "lr_schedule_unit": "epoch", "warmup_iterations": 0, "max_iterations": 0, "clip_grad_norm": 0.0}
     assert load_config_file(run / "config.json") == legacy
     assert load_config_file(run) == legacy
     (tmp_path / "bad.json").write_text("{not json")
@@ -157,8 +158,9 @@ def test_seed_schedule_matches_keras_exactly_including_the_off_by_one():
     assert lr_at(cfg, 81) == 1e-3 and lr_at(cfg, 82) == pytest.approx(1e-4)  # 81 epochs at the full rate
 
 
-def test_he2016_schedule_divides_by_ten_after_epochs_100_and_150():
-    cfg = resolve_config(overrides={"preset": "he2016"})
+def test_an_epoch_schedule_divides_by_ten_after_epochs_100_and_150():
+    # the he2016 preset counts iterations (tests/test_train_schedule.py); an epoch schedule still works
+    cfg = resolve_config(overrides={"preset": "he2016", "lr_schedule": "100:0.1,150:0.01", "lr_schedule_unit": "epoch"})
     assert [lr_at(cfg, e) for e in (1, 100, 101, 150, 151, 200)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
@@ -193,6 +195,25 @@ def test_train_step_matches_a_plain_reference_with_l2():
     assert acc.tolist() == pytest.approx([loss.item() * 8, correct, 8])
     step(x, y, acc)  # accumulates
     assert acc[2].item() == 16
+
+
+@pytest.mark.parametrize("clip", [0.05, 1e6])
+def test_train_step_clips_the_global_gradient_norm_like_a_hand_computation(clip):
+    x = torch.randn(8, 3, 6, 6, generator=torch.Generator().manual_seed(2))
+    y = torch.arange(8) % 5
+    cfg = resolve_config(overrides={"preset": "he2016", "momentum": 0.0, "weight_decay": 0.0, "clip_grad_norm": clip})
+    net, ref = _tiny_net(), _tiny_net()
+    make_train_step(net, build_optimizer(net, cfg), cfg)(x, y, new_accumulator("cpu"))
+    nn.functional.cross_entropy(ref(x), y).backward()
+    grads = [p.grad for p in ref.parameters()]
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    scale = min(1.0, clip / (norm.item() + 1e-6))
+    assert (scale < 1.0) == (clip == 0.05)  # the small threshold clips, the large one does not
+    with torch.no_grad():
+        for p, g in zip(ref.parameters(), grads):
+            p -= 0.1 * (g * scale)
+    for a, b in zip(net.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b)
 
 
 class _WithUnusedConv(nn.Module):

@@ -97,12 +97,18 @@ def _first_step(config_json: str, threads: int) -> None:
 
 
 def steps_per_run(config: dict[str, Any], epochs_left: int) -> float:
-    """Training-step equivalents of `epochs_left` epochs of `config` (evaluation counted as 1/3)."""
+    """Training-step equivalents of `epochs_left` epochs of `config` (evaluation counted as 1/3),
+    at most its max_iterations training steps (an upper bound for a run partly done)."""
     data = dataset_info(config.get("dataset", "cifar10"))
     batch = max(1, int(config.get("batch_size", 128)))
     n_train = min(config.get("limit_train") or data.n_train, data.n_train)
     n_test = min(config.get("limit_test") or data.n_test, data.n_test)
-    return epochs_left * (math.ceil(n_train / batch) + math.ceil(n_test / batch) / 3.0)
+    per_epoch, limit = math.ceil(n_train / batch), config.get("max_iterations")
+    train_steps = epochs_left * per_epoch
+    if limit:
+        epochs_left = min(epochs_left, math.ceil(limit / per_epoch))
+        train_steps = min(train_steps, limit)
+    return train_steps + epochs_left * math.ceil(n_test / batch) / 3.0
 
 
 def format_seconds(s: float) -> str:

@@ -198,6 +198,15 @@ def _is_float(text: str) -> bool:
     return True
 
 
+def reached_max_iterations(folder: Path, config: dict[str, Any]) -> bool:
+    """A finished run that took `config`'s max_iterations (summary.json's iterations): complete,
+    though its last epoch may be short of `epochs` (gaaf.train.schedule)."""
+    summary = read_json(Path(folder) / "summary.json")
+    limit = config.get("max_iterations")
+    done = summary.get("iterations") if isinstance(summary, dict) else None
+    return bool(limit) and isinstance(done, int) and is_finished(folder) and done >= limit
+
+
 def epochs_done(folder: Path) -> int:
     """Finished epochs according to metrics.csv (0 when there is none)."""
     rows = read_metrics(folder)

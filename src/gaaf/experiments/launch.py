@@ -99,7 +99,8 @@ def run_claimed(run: PlannedRun, env: dict[str, str], echo: Callable[[str], None
     except claims.ClaimBusy as e:
         return Outcome(RUNNING_ELSEWHERE, holder=e.holder)
     with held:
-        if folders.is_finished(run.folder) and folders.epochs_done(run.folder) >= run.config["epochs"]:
+        if folders.is_finished(run.folder) and (folders.epochs_done(run.folder) >= run.config["epochs"]
+                                                or folders.reached_max_iterations(run.folder, run.config)):
             return Outcome(FINISHED_ELSEWHERE)  # by a process that held the claim before us
         resume = run.resume
         prepare(run, resume)

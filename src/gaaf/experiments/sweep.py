@@ -68,7 +68,8 @@ def plan(study: Study, root: Path, overrides: dict[str, Any] | None = None,
             if done > config["epochs"]:
                 more = f"has {plural(done, 'epoch')}, more than the {config['epochs']} asked"
                 diff = ", ".join(filter(None, [diff, more]))
-            elif run.state == folders.FINISHED and done < config["epochs"] and run.resume:
+            elif (run.state == folders.FINISHED and done < config["epochs"] and run.resume
+                  and not folders.reached_max_iterations(folder, config)):
                 run.state = folders.TO_EXTEND  # finished with fewer epochs: resume to extend it
             if diff:
                 conflicts.append(f"{run.label}: {diff}")

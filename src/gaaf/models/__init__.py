@@ -25,11 +25,11 @@ from ._sites import ActivationArg, activation_sites, count_parameters
 from .factory import build_factory_model, is_factory_name
 from .keras_bn import KerasBatchNorm2d
 from .mlp import MLP, mlp
-from .resnet import ResNet, check_depth, resnet_v1, resnet_v2
+from .resnet import SHORTCUTS, ResNet, ZeroPadShortcut, check_depth, resnet_v1, resnet_v2
 
 __all__ = [
-    "KerasBatchNorm2d", "MLP", "ResNet", "activation_sites", "build_model", "count_parameters", "list_models", "mlp",
-    "resnet_v1", "resnet_v2",
+    "KerasBatchNorm2d", "MLP", "ResNet", "SHORTCUTS", "ZeroPadShortcut", "activation_sites", "build_model",
+    "count_parameters", "list_models", "mlp", "resnet_v1", "resnet_v2",
 ]
 
 _RESNET_NAME = re.compile(r"resnet(\d+)_v(\d+)")
@@ -56,6 +56,7 @@ def build_model(
     batch_norm: bool = True,
     keras2_batch_norm: bool = False,
     seed_v2_bug: bool = False,
+    shortcut: str = "B",
     hidden: "Sequence[int] | None" = None,
     dropout: float = 0.0,
 ) -> nn.Module:
@@ -73,6 +74,7 @@ def build_model(
             statistics (`KerasBatchNorm2d`, the seed's), else PyTorch's BatchNorm2d. Ignored by the MLP.
         seed_v2_bug: ResNet v2 only: the seed's v2 as it ran, no activation before the first 1×1 conv
             of every block after the first and a linear head (see :mod:`gaaf.models.resnet`).
+        shortcut: "B" (1×1 projection, Keras') or, v1 ResNets only, "A" (zero padding, He et al.'s).
         hidden, dropout: MLP only; hidden defaults to (512, 512).
     """
     if not isinstance(name, str):
@@ -82,13 +84,16 @@ def build_model(
     params = dict(act_params or {})
     if is_factory_name(name):
         _check_factory_options(name, stem_activation=stem_activation, no_batch_norm=not batch_norm,
-                               keras2_batch_norm=keras2_batch_norm, seed_v2_bug=seed_v2_bug, hidden=hidden, dropout=dropout)
+                               keras2_batch_norm=keras2_batch_norm, seed_v2_bug=seed_v2_bug, shortcut=None if shortcut == "B" else shortcut,
+                               hidden=hidden, dropout=dropout)
         return build_factory_model(name, num_classes, shape, activation, params)
 
     if key == "mlp":
         _no_seed_v2_bug(seed_v2_bug, name)
         if stem_activation is not None:
             raise ValueError("stem_activation applies to ResNets only; 'mlp' has no stem")
+        if shortcut != "B":
+            raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; 'mlp' has no shortcuts")
         widths = (512, 512) if hidden is None else hidden
         return mlp(math.prod(shape), num_classes, widths, activation, dropout, **params)
 
@@ -97,7 +102,7 @@ def build_model(
         raise ValueError(f"hidden and dropout apply to 'mlp' only, not {name!r}")
     common: dict[str, Any] = dict(
         stem_activation=stem_activation, in_channels=shape[0], batch_norm=batch_norm,
-        keras2_batch_norm=keras2_batch_norm, input_size=(shape[1], shape[2]),
+        keras2_batch_norm=keras2_batch_norm, shortcut=shortcut, input_size=(shape[1], shape[2]),
     )
     if version == 1:
         _no_seed_v2_bug(seed_v2_bug, name)

@@ -28,8 +28,10 @@ Architecture (n residual blocks per stage; a "site" is one activation module):
     stage 2      same, 32 filters, first conv stride 2   16→ 64 in / 128 out, first 1×1 stride 2
     stage 3      same, 64 filters, first conv stride 2   128 in / 256 out, first 1×1 stride 2
     head         avgpool 8, flatten, dense               BN, act, avgpool 8, flatten, dense
-    shortcut     conv1×1 (no BN) where the shape         conv1×1 (no BN) in every stage's first
-                 changes (stages 2, 3), else identity    block, else identity
+    shortcut     where the shape changes (stages 2, 3):  conv1×1 (no BN) in every stage's first
+                 B: conv1×1 (no BN, the Keras example);  block, else identity
+                 A: parameter-free zero padding;
+                 else identity
     sites        6n + 1                                  9n + 1 (stage 1's first block has no
                                                          BN-act before its first conv)
     ===========  ======================================  =====================================
@@ -48,6 +50,17 @@ blocks' 3×3 and last 1×1 layers call ``resnet_layer`` without it, i.e. with it
 Whatever activation the seed was given, its v2 was therefore relu at 6n + 1 sites and linear at
 the other 3n: ``resnet_v2(depth, activation="relu", seed_v2_bug=True)`` is exactly that layer graph
 (the seed's BatchNorm statistics are ``keras2_batch_norm``).
+
+Shortcuts of v1 (He et al. 2015, sec. 3.3 and 4.2). Where a block halves the map and doubles the
+channels, option B (the default, the Keras example's and so the seed's) projects x with a strided
+1×1 conv; option A (``shortcut="A"``, He et al.'s CIFAR nets) is parameter-free:
+
+    A(x)[n, c, i, j] = x[n, c, s·i, s·j]   for c < C_in,   0 for C_in ≤ c < C_out   (s = 2)
+
+the pixels a stride-2 1×1 conv reads, extra channels zero (appended after the identity channels, as
+in fb.resnet.torch's shortcutType 'A'). ResNet20 v1 with option A has 270,410 parameters:
+He et al.'s 0.27M (Table 6; 269,722 without biases) plus the Keras layout's 688 conv biases, each
+right before a BatchNorm, whose batch mean cancels it.
 """
 from __future__ import annotations
 
@@ -70,6 +83,8 @@ NormFactory = Callable[[int], nn.Module]
 _DEPTH_RULE = {1: (6, "6n+2"), 2: (9, "9n+2")}
 _DEPTH_EXAMPLES = {1: (8, 14, 20, 26, 32, 44, 56, 110), 2: (11, 20, 29, 38, 56, 110, 164)}
 _POOL = 8  # AveragePooling2D(pool_size=8)
+#: v1 shortcut options where the shape changes: A zero-pads (parameter-free), B projects (1×1 conv)
+SHORTCUTS = ("A", "B")
 
 
 class Conv2dSame(nn.Conv2d):
@@ -109,6 +124,33 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, padding=0, bias=True)
 
 
+class ZeroPadShortcut(nn.Module):
+    """Option A: x subsampled by `stride` (every stride-th row and column from the first) with
+    `out_planes − in_planes` zero channels appended: (N, C_in, H, W) → (N, C_out, ⌈H/s⌉, ⌈W/s⌉)."""
+
+    def __init__(self, in_planes: int, out_planes: int, stride: int) -> None:
+        super().__init__()
+        if out_planes < in_planes:
+            raise ValueError(f"a zero-padding shortcut cannot drop channels: {in_planes} -> {out_planes}")
+        self.in_planes, self.out_planes, self.stride = in_planes, out_planes, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride != 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.out_planes - self.in_planes))  # (W, H, C) pads: zeros after C_in
+
+    def extra_repr(self) -> str:
+        return f"{self.in_planes}, {self.out_planes}, stride={self.stride}"
+
+
+def check_shortcut(shortcut: Any) -> str:
+    """"A" or "B", else ValueError naming the choices."""
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"unknown shortcut {shortcut!r}; choose A (zero padding, He et al.'s CIFAR nets) "
+                         f"or B (1×1 projection, the Keras example's)")
+    return str(shortcut)
+
+
 def _no_norm(channels: int) -> nn.Module:
     return nn.Identity()
 
@@ -127,7 +169,9 @@ class BasicBlock(nn.Module):
     The last activation comes after the addition (Keras: ``Activation('relu')`` after ``add``).
     """
 
-    def __init__(self, in_planes: int, planes: int, stride: int, act: SiteFactory, norm: NormFactory) -> None:
+    def __init__(
+        self, in_planes: int, planes: int, stride: int, act: SiteFactory, norm: NormFactory, shortcut: str = "B",
+    ) -> None:
         super().__init__()
         # registration order = forward order, so activation_sites() lists sites in forward order
         self.conv1 = conv3x3(in_planes, planes, stride)
@@ -135,9 +179,11 @@ class BasicBlock(nn.Module):
         self.act1 = act()
         self.conv2 = conv3x3(planes, planes)
         self.bn2 = norm(planes)
-        # linear projection (no BN, no activation) only where the shape changes
-        project = stride != 1 or in_planes != planes
-        self.shortcut = conv1x1(in_planes, planes, stride) if project else nn.Identity()
+        # only where the shape changes: a linear projection (B; no BN, no activation) or zero padding (A)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            project = shortcut == "B"
+            self.shortcut = conv1x1(in_planes, planes, stride) if project else ZeroPadShortcut(in_planes, planes, stride)
         self.act2 = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -247,8 +293,10 @@ def _resnet(
     act_params: "dict[str, Any]",
     keras2_batch_norm: bool = False,
     seed_v2_bug: bool = False,
+    shortcut: str = "B",
 ) -> ResNet:
     n = check_depth(version, depth)
+    check_shortcut(shortcut)
     if "seed_v2_bug" in act_params:  # resnet_v1(..., seed_v2_bug=...) would read it as an activation parameter
         raise ValueError(f"seed_v2_bug applies to ResNet v2 models only (resnet{{9n+2}}_v2), not resnet{depth}_v1")
     for label, value in (("num_classes", num_classes), ("in_channels", in_channels)):
@@ -268,7 +316,7 @@ def _resnet(
         in_planes = 16
         for stage, planes in enumerate((16, 32, 64)):
             blocks = [
-                BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, norm)
+                BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, norm, shortcut)
                 for b in range(n)
             ]
             stages.append(nn.Sequential(*blocks))
@@ -276,6 +324,9 @@ def _resnet(
         head: nn.Module = nn.Identity()  # v1 has no BN-act after the last addition
         out_planes = 64
     else:
+        if shortcut != "B":
+            raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; resnet{depth}_v2 projects (B), "
+                             "as the Keras example")
         mid = 16  # Keras num_filters_in
         for stage in range(3):
             out_planes = mid * 4 if stage == 0 else mid * 2
@@ -306,6 +357,7 @@ def resnet_v1(
     in_channels: int = 3,
     batch_norm: bool = True,
     keras2_batch_norm: bool = False,
+    shortcut: str = "B",
     input_size: Size2 = 32,
     **act_params: Any,
 ) -> ResNet:
@@ -322,6 +374,9 @@ def resnet_v1(
         batch_norm: False builds the same net without any BatchNorm (the paper's "base" design).
         keras2_batch_norm: BatchNorm with Keras 2.2 / TF 1.x zero-debiased moving statistics
             (`KerasBatchNorm2d`, as the seed trained) instead of PyTorch's ``BatchNorm2d``.
+        shortcut: where the shape changes, "B" projects with a 1×1 conv (the Keras example, the
+            seed) and "A" subsamples and zero-pads the extra channels (He et al.'s CIFAR ResNets;
+            `ZeroPadShortcut`, no parameters).
         input_size: H and W (int or pair) the head's Dense is sized for; 32 gives a 1×1 pooled map.
         **act_params: the activation's parameters, e.g. ``shift=-1.0`` for "gaaf_relu".
 
@@ -331,7 +386,7 @@ def resnet_v1(
     """
     return _resnet(
         1, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params,
-        keras2_batch_norm,
+        keras2_batch_norm, shortcut=shortcut,
     )
 
 
@@ -345,12 +400,14 @@ def resnet_v2(
     batch_norm: bool = True,
     keras2_batch_norm: bool = False,
     seed_v2_bug: bool = False,
+    shortcut: str = "B",
     input_size: Size2 = 32,
     **act_params: Any,
 ) -> ResNet:
     """ResNet v2 of depth 9n+2 (20, 29, 56, 110, 164, ...), the Keras example's ``resnet_v2``.
 
-    Pre-activation bottleneck blocks; arguments as :func:`resnet_v1`. `activation` is applied at
+    Pre-activation bottleneck blocks; arguments as :func:`resnet_v1` (`shortcut` "B" only: every
+    stage's first block projects, as in the Keras example). `activation` is applied at
     every one of the 9n+1 sites (stem, each BN-act inside the blocks, and the BN-act head).
 
     seed_v2_bug: True reproduces the seed's v2 (see the module docstring): the leading activation of
@@ -366,5 +423,5 @@ def resnet_v2(
     """
     return _resnet(
         2, depth, num_classes, activation, stem_activation, in_channels, batch_norm, input_size, act_params,
-        keras2_batch_norm, seed_v2_bug,
+        keras2_batch_norm, seed_v2_bug, shortcut=shortcut,
     )

@@ -16,7 +16,8 @@ from .config import (
 )
 from .engine import TrainingDiverged, evaluate_checkpoint, train
 from .setup import Training, build_training
-from .step import build_optimizer, conv_kernels, evaluate, lr_at, make_train_step, new_accumulator
+from .schedule import lr_at
+from .step import build_optimizer, conv_kernels, evaluate, make_train_step, new_accumulator
 
 __all__ = [
     "PRESETS", "TrainConfig", "TrainState", "Training", "TrainingDiverged", "build_model_for", "build_optimizer",

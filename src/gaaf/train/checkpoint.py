@@ -5,8 +5,10 @@ A checkpoint (``last.pt`` / ``best.pt``) is a dict:
     format        1
     model         state_dict of the unwrapped model (no DDP / torch.compile prefixes)
     optimizer     optimizer.state_dict()
-    scheduler     {"lr_schedule": [...], "lr": float} — the schedule is a pure function of the epoch
+    scheduler     {"lr_schedule": [...], "lr_schedule_unit": ..., "lr": float} — the schedule is a pure
+                  function of the epoch or iteration (gaaf.train.schedule); lr: the last step's
     epoch         last finished epoch (1-based)
+    iterations    optimizer steps taken in all (absent before max_iterations existed: whole epochs)
     best_acc, best_epoch
     metrics       every metrics.csv row so far (the source of truth: a kill between writing last.pt
                   and metrics.csv cannot lose a row)
@@ -92,6 +94,7 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     cfg: TrainConfig,
     epoch: int,
+    iterations: int,
     lr: float,
     best_acc: float,
     best_epoch: int,
@@ -103,8 +106,10 @@ def save_checkpoint(
         "format": FORMAT,
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
-        "scheduler": {"lr_schedule": [list(s) for s in cfg.lr_schedule], "lr": lr},
+        "scheduler": {"lr_schedule": [list(s) for s in cfg.lr_schedule], "lr_schedule_unit": cfg.lr_schedule_unit,
+                      "lr": lr},
         "epoch": epoch,
+        "iterations": iterations,
         "best_acc": best_acc,
         "best_epoch": best_epoch,
         "metrics": [dict(r) for r in metrics],
@@ -206,13 +211,21 @@ def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
 
 def check_resume_compatible(ckpt: dict[str, Any], cfg: TrainConfig, path: str | Path, *, finished_ok: bool = False) -> None:
     """Refuse to resume `ckpt` as `cfg`: another config, or nothing left to train (unless
-    `finished_ok` and the checkpoint ends exactly at cfg.epochs: --resume auto on a finished run)."""
+    `finished_ok` and the checkpoint ends exactly at cfg.epochs or at its max_iterations: --resume
+    auto on a finished run). max_iterations may not change: a run it cut short mid-epoch cannot be
+    continued as if that epoch had been whole."""
     diffs = config_differences(ckpt["config"], cfg)
     if diffs:
         raise UserError(
             f"checkpoint {path} was written by another config ({'; '.join(diffs)}); "
             f"only {', '.join(sorted(RESUME_MAY_CHANGE))} may change on --resume"
         )
+    iterations = ckpt.get("iterations")
+    if cfg.max_iterations and iterations is not None and iterations >= cfg.max_iterations and ckpt["epoch"] <= cfg.epochs:
+        if finished_ok:
+            return
+        raise UserError(f"checkpoint {path} already took its {cfg.max_iterations} iterations (max_iterations) in epoch "
+                        f"{ckpt['epoch']}; nothing left to train")
     if ckpt["epoch"] > cfg.epochs or (ckpt["epoch"] == cfg.epochs and not finished_ok):
         raise UserError(
             f"checkpoint {path} already finished epoch {ckpt['epoch']} of {cfg.epochs}; "

@@ -54,12 +54,11 @@ def _default(name: str) -> str:
     show (every flag defaults to None so that presets and config files can fill it). A field a preset
     sets is shown under the default preset, then under each preset that sets it differently."""
     base = TrainConfig().to_dict()
-    if base[name] is None:
-        return f"(default: {_NONE_MEANS[name]})".replace("%", "%%")
     if not any(name in values for values in PRESETS.values()):
-        return f"(default: {_show(base[name])})".replace("%", "%%")
+        return f"(default: {_NONE_MEANS[name] if base[name] is None else _show(base[name])})".replace("%", "%%")
     first = TrainConfig.preset
-    under = {preset: _show({**base, **values}[name]) for preset, values in PRESETS.items()}
+    under = {preset: _NONE_MEANS[name] if v is None else _show(v)
+             for preset, v in ((preset, {**base, **values}[name]) for preset, values in PRESETS.items())}
     others = "".join(f"; {preset}: {v}" for preset, v in under.items() if preset != first and v != under[first])
     return f"(default: {under[first]}, the {first} preset{others})".replace("%", "%%")
 
@@ -105,6 +104,9 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed-v2-bug", dest="seed_v2_bug", action=argparse.BooleanOptionalAction,
                    help="ResNet v2 as the seed ran it: no activation before the first 1x1 conv of every block "
                         f"after the first, linear head {_default('seed_v2_bug')}")
+    g.add_argument("--shortcut", metavar="A|B",
+                   help="resnet v1 shortcut where the shape changes: A zero-pads the new channels (He et al.), "
+                        f"B projects with a 1x1 conv (Keras example, seed) {_default('shortcut')}")
     g.add_argument("--hidden", metavar="N,N", help=f"MLP hidden sizes, e.g. 512,512 {_default('hidden')}")
     g.add_argument("--dropout", type=float, help=f"MLP dropout probability {_default('dropout')}")
 
@@ -142,6 +144,9 @@ def _optimization_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimization")
     g.add_argument("--preset", help=f"recipe: {' | '.join(PRESETS)} {_default('preset')}")
     g.add_argument("--epochs", type=int, help=f"passes over the training set {_default('epochs')}")
+    g.add_argument("--max-iterations", dest="max_iterations", type=int, metavar="N",
+                   help=f"stop after N iterations (optimizer steps) if --epochs have not ended the run first; "
+                        f"0: no limit {_default('max_iterations')}")
     g.add_argument("--batch-size", dest="batch_size", type=int,
                    help=f"images per step over all processes {_default('batch_size')}")
     g.add_argument("--optimizer", help=f"{' | '.join(OPTIMIZERS)} {_default('optimizer')}")
@@ -153,9 +158,17 @@ def _optimization_flags(p: argparse.ArgumentParser) -> None:
                    help=f"optimizer weight decay {_default('weight_decay')}")
     g.add_argument("--l2", type=float,
                    help=f"Keras-style l2*sum(w^2) on conv kernels (applied as its gradient 2*l2*w) {_default('l2')}")
+    g.add_argument("--clip-grad-norm", dest="clip_grad_norm", type=float, metavar="C",
+                   help=f"scale the gradient down to global L2 norm C before each step when it is larger; 0: off "
+                        f"{_default('clip_grad_norm')}")
     g.add_argument("--lr-schedule", dest="lr_schedule", metavar="E:F,...",
-                   help="after E finished epochs use lr*F, e.g. 100:0.1,150:0.01; 'none' for constant "
-                        f"{_default('lr_schedule')}")
+                   help="after E finished epochs (or iterations, see --lr-schedule-unit) use lr*F, e.g. "
+                        f"100:0.1,150:0.01; 'none' for constant {_default('lr_schedule')}")
+    g.add_argument("--lr-schedule-unit", dest="lr_schedule_unit", metavar="epoch|iteration",
+                   help=f"what --lr-schedule's E counts {_default('lr_schedule_unit')}")
+    g.add_argument("--warmup-iterations", dest="warmup_iterations", type=int, metavar="N",
+                   help=f"raise the lr linearly over the first N iterations, iteration i at lr*i/N; 0: none "
+                        f"{_default('warmup_iterations')}")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:

@@ -22,8 +22,8 @@ problem reported with its TOML line) and `TrainConfig.problems()` / `.validate()
 themselves (types, ranges, registry names) are in `gaaf.train.validate`.
 
 Learning-rate schedule: ``lr_schedule`` is a list of ``[m, f]`` steps meaning "after m finished
-epochs the learning rate is lr·f" (the last step with m < epoch wins; epochs count from 1).
-The seed's Keras ``lr_schedule(epoch)`` counts epochs from 0 and tests ``epoch > 80``, so its
+epochs (``lr_schedule_unit = "iteration"``: iterations) the learning rate is lr·f" (the last step with
+m < epoch wins; epochs count from 1; see `gaaf.train.schedule`). The seed's Keras ``lr_schedule(epoch)`` counts epochs from 0 and tests ``epoch > 80``, so its
 0-based epoch 81 — our epoch 82 — is the first at ×0.1: 81 epochs run at the full rate, not 80.
 The `seed` preset reproduces that exactly with steps at 81/121/161/181 (see `SEED_LR_SCHEDULE`).
 """
@@ -82,6 +82,7 @@ class TrainConfig:
                                            # (train/precise_bn.py); 0 = the moving statistics as trained
     seed_v2_bug: bool = False              # ResNet v2 as the seed ran it: no activation before each later block's
                                            # first 1×1 conv, linear head (gaaf.models.resnet)
+    shortcut: str = "B"                    # resnet v1 where the shape changes: B 1×1 projection (Keras, seed) | A zero padding (He et al.)
     hidden: list[int] | None = None        # MLP hidden sizes (units); None = the model's default
     dropout: float = 0.0                   # MLP dropout probability in [0, 1)
     # --- data
@@ -103,7 +104,11 @@ class TrainConfig:
     adam_eps: float = 1e-7                 # Adam ε (Keras' default; PyTorch's is 1e-8)
     weight_decay: float = 0.0              # optimizer weight decay (coupled, as torch.optim.SGD)
     l2: float = 1e-4                       # Keras kernel_regularizer: loss += l2·Σ w² over conv kernels
+    clip_grad_norm: float = 0.0            # clip the gradient's global L2 norm to this before each step; 0 = off
     lr_schedule: list[list[float]] = field(default_factory=lambda: [list(s) for s in SEED_LR_SCHEDULE])
+    lr_schedule_unit: str = "epoch"        # epoch | iteration: what lr_schedule's milestones count
+    warmup_iterations: int = 0             # lr rises linearly to its value over the first N iterations; 0 = none
+    max_iterations: int = 0                # stop after this many iterations (optimizer steps) in all; 0 = no limit
     # --- run
     seed: int = 0                          # seeds torch, numpy, random and the loader's generator
     device: str = "auto"                   # auto (cuda if available) | cpu | cuda
@@ -140,24 +145,33 @@ class TrainConfig:
         return self
 
 
-#: Recipes. `seed`: the seed repository's Keras ResNet recipe. `he2016`: He et al. 2016, CIFAR-10.
+#: He et al. 2016 (arXiv:1512.03385, sec. 4.2), CIFAR-10: lr 0.1 ÷10 at 32k and 48k iterations, stop at 64k.
+HE2016_LR_SCHEDULE: list[list[float]] = [[32000, 0.1], [48000, 0.01]]
+HE2016_ITERATIONS = 64000
+
+#: Recipes. `seed`: the seed repository's Keras ResNet recipe. `he2016`: He et al. 2016's CIFAR-10 recipe:
+#: SGD 0.1, momentum 0.9, weight decay 1e-4, batch 128, per-pixel mean subtracted, pad-4 crop + flip,
+#: option-A shortcuts, the schedule in iterations; 164 epochs of 50,000 images (391 steps) hold the
+#: 64,000 iterations, the last epoch cut short at 267 steps.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": dict(
         optimizer="adam", lr=1e-3, adam_betas=[0.9, 0.999], adam_eps=1e-7, weight_decay=0.0, l2=1e-4,
-        lr_schedule=[list(s) for s in SEED_LR_SCHEDULE], batch_size=128, epochs=200, augment=[],
-        normalize="pixel_mean", keras2_batch_norm=False,
+        clip_grad_norm=0.0, lr_schedule=[list(s) for s in SEED_LR_SCHEDULE], lr_schedule_unit="epoch",
+        warmup_iterations=0, max_iterations=0, batch_size=128, epochs=200, augment=[], normalize="pixel_mean",
+        keras2_batch_norm=False, shortcut="B",
     ),
     "he2016": dict(
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, l2=0.0, batch_size=128, epochs=200,
-        augment=["crop", "flip"], normalize="channel", lr_schedule=[[100, 0.1], [150, 0.01]],
-        keras2_batch_norm=False,
+        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, l2=0.0, clip_grad_norm=0.0, batch_size=128,
+        epochs=164, max_iterations=HE2016_ITERATIONS, lr_schedule=[list(s) for s in HE2016_LR_SCHEDULE],
+        lr_schedule_unit="iteration", warmup_iterations=0, augment=["crop", "flip"], normalize="pixel_mean",
+        keras2_batch_norm=False, shortcut="A",
     ),
 }
 
 
 # ---------------------------------------------------------------------- the model a config describes
 def build_model_for(cfg: TrainConfig, in_shape: Sequence[int], num_classes: int) -> nn.Module:
-    """`cfg`'s model (name, activation and its parameters, stem, batch norm, MLP sizes, dropout) for
+    """`cfg`'s model (name, activation and its parameters, stem, batch norm, shortcut, MLP sizes, dropout) for
     inputs of `in_shape` (C, H, W) and `num_classes` outputs, on torch's current default device.
 
     The one place a config becomes a model: training, evaluation, the benchmarks, the sweep's
@@ -165,7 +179,7 @@ def build_model_for(cfg: TrainConfig, in_shape: Sequence[int], num_classes: int)
     return build_model(
         cfg.model, num_classes, tuple(in_shape), cfg.activation, cfg.act_params(),
         stem_activation=cfg.stem_activation, batch_norm=cfg.batch_norm, keras2_batch_norm=cfg.keras2_batch_norm,
-        seed_v2_bug=cfg.seed_v2_bug, hidden=cfg.hidden, dropout=cfg.dropout,
+        seed_v2_bug=cfg.seed_v2_bug, shortcut=cfg.shortcut, hidden=cfg.hidden, dropout=cfg.dropout,
     )
 
 
@@ -216,8 +230,13 @@ def resolve_activation_fields(d: Mapping[str, Any]) -> dict[str, Any]:
 
 #: Fields added after runs had been written, with the value those runs had: a run's config.json or
 #: checkpoint without the key trained with it (PyTorch's BatchNorm statistics before keras2_batch_norm;
-#: every site activated before seed_v2_bug; the moving statistics at evaluation before precise_bn).
-LEGACY_DEFAULTS: dict[str, Any] = {"keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0}
+#: every site activated before seed_v2_bug; the moving statistics at evaluation before precise_bn;
+#: 1×1 projection shortcuts and an epoch schedule without warm-up or iteration limit, before shortcut,
+#: lr_schedule_unit, warmup_iterations and max_iterations; no gradient clipping before clip_grad_norm).
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0, "shortcut": "B",
+    "lr_schedule_unit": "epoch", "warmup_iterations": 0, "max_iterations": 0, "clip_grad_norm": 0.0,
+}
 
 
 def with_legacy_defaults(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,14 +29,14 @@ from ..data import DeviceLoader, Splits, load_dataset, make_augment
 from ..errors import UserError
 from ..io import atomic_write_bytes
 from ..models import activation_sites, count_parameters
-from . import claim, distributed, runfolder
+from . import claim, distributed, runfolder, schedule
 from . import precise_bn as precise_bn_module
 from . import resume as resuming
 from .callbacks import TensorBoardCallback, TrainState, call, check_optional_features, make_probe_callback
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state, unwrap
 from .config import TrainConfig, build_model_for, saved_config
 from .setup import Training, build_training
-from .step import autocast, evaluate, lr_at, new_accumulator
+from .step import autocast, evaluate, new_accumulator
 
 
 class TrainingDiverged(UserError):
@@ -105,26 +105,27 @@ def _train(
     if amp_note and info.is_main:  # bf16 cannot resolve GAAF's sawtooth: said once, even with --quiet
         print(amp_note, file=sys.stderr, flush=True)
     torch.manual_seed(cfg.seed + info.rank)  # dropout streams differ per rank, init did not
-    record = _restore(ckpt, info, loader.generator)
+    record = _restore(ckpt, info, loader)
     state = _begin(out, run, ckpt, record, splits, info, device, callbacks, log)
 
-    # ---- the loop
+    # ---- the loop: epochs, each cut short where max_iterations ends the run (gaaf.train.schedule)
     for epoch in range(record.epoch + 1, cfg.epochs + 1):
-        lr = lr_at(cfg, epoch)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
+        steps = schedule.steps_in_epoch(cfg, record.iterations, len(loader))
+        if steps == 0:
+            break
+        lrs = schedule.epoch_lrs(cfg, epoch, record.iterations, steps)  # one per step
         t0, compile0 = time.perf_counter(), kernels.compile_seconds()
-        loss_sum, correct, n = _train_epoch(run, loader, epoch, info, device, t0, progress and log)
+        loss_sum, correct, n = _train_epoch(run, loader, lrs, epoch, info, device, t0, progress and log)
         train_seconds = _steady_seconds(time.perf_counter() - t0, kernels.compile_seconds() - compile0)
         if not math.isfinite(loss_sum):
             _diverged(out, epoch, loss_sum, record.rows, info.is_main, callbacks, state)
         test_loss_sum, test_correct, test_n = _test_epoch(run, splits, info)
         row = {
-            "epoch": epoch, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
+            "epoch": epoch, "lr": lrs[-1], "train_loss": loss_sum / n, "train_acc": correct / n,
             "test_loss": test_loss_sum / test_n, "test_acc": test_correct / test_n,
             "epoch_seconds": time.perf_counter() - t0, "images_per_second": n / train_seconds,
         }
-        is_best = record.add(row)
+        is_best = record.add(row, steps)
         _save_epoch(out, run, record, is_best, loader.generator, info)
         state.epoch = epoch
         call(callbacks, "on_epoch_end", state, row)
@@ -138,15 +139,17 @@ class _Record:
     """What the run has done so far (restored from last.pt on resume): what last.pt saves."""
 
     epoch: int = 0  # the last finished epoch
+    iterations: int = 0  # optimizer steps taken in all
     best_acc: float = -1.0
     best_epoch: int = 0
     rows: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv's rows
     total_seconds: float = 0.0
 
-    def add(self, row: dict[str, Any]) -> bool:
-        """Record a finished epoch's row; True when it is the best so far."""
+    def add(self, row: dict[str, Any], steps: int) -> bool:
+        """Record a finished epoch's row and its `steps`; True when it is the best so far."""
         self.rows.append(row)
         self.epoch = row["epoch"]
+        self.iterations += steps
         self.total_seconds += row["epoch_seconds"]
         is_best = row["test_acc"] > self.best_acc
         if is_best:
@@ -186,13 +189,15 @@ def _load_data(cfg: TrainConfig, info: distributed.DistInfo, device: torch.devic
     return splits, loader
 
 
-def _restore(ckpt: dict[str, Any] | None, info: distributed.DistInfo, loader_gen: torch.Generator) -> _Record:
-    """The record to continue (empty for a fresh run); on resume also this rank's RNG streams."""
+def _restore(ckpt: dict[str, Any] | None, info: distributed.DistInfo, loader: DeviceLoader) -> _Record:
+    """The record to continue (empty for a fresh run); on resume also this rank's RNG streams.
+    A checkpoint from before iterations were saved ran whole epochs of `len(loader)` steps."""
     if ckpt is None:
         return _Record()
     states = ckpt["rng"]
-    set_rng_state(states[info.rank % len(states)], loader_gen)
-    return _Record(epoch=ckpt["epoch"], best_acc=ckpt["best_acc"], best_epoch=ckpt["best_epoch"],
+    set_rng_state(states[info.rank % len(states)], loader.generator)
+    iterations = int(ckpt.get("iterations", ckpt["epoch"] * len(loader)))
+    return _Record(epoch=ckpt["epoch"], iterations=iterations, best_acc=ckpt["best_acc"], best_epoch=ckpt["best_epoch"],
                    rows=list(ckpt["metrics"]), total_seconds=float(ckpt["total_seconds"]))
 
 
@@ -214,8 +219,8 @@ def _begin(out: Path, run: Training, ckpt: dict[str, Any] | None, record: _Recor
     if log and info.is_main and conversion is not None:
         print(f"model {cfg.model}: {len(conversion.converted)} activation sites converted to {cfg.activation} "
               "(gaaf.convert)", file=sys.stderr)
-    if info.is_main and record.epoch >= cfg.epochs:  # --resume auto on a finished run: said even with --quiet
-        print(f"{out} already finished epoch {cfg.epochs} of {cfg.epochs}; nothing to train", file=sys.stderr)
+    if info.is_main and schedule.finished(cfg, record.epoch, record.iterations):  # --resume auto on a finished run
+        print(f"{out} already finished {_done(record.epoch, record.iterations, cfg)}; nothing to train", file=sys.stderr)
     elif log and ckpt is not None:
         print(f"resuming {out} after epoch {record.epoch}", file=sys.stderr)
     return state
@@ -228,13 +233,19 @@ def _steady_seconds(train_seconds: float, compile_seconds: float) -> float:
     return max(train_seconds - compile_seconds, 1e-9)
 
 
-def _train_epoch(run: Training, loader: DeviceLoader, epoch: int, info: distributed.DistInfo,
+def _train_epoch(run: Training, loader: DeviceLoader, lrs: list[float], epoch: int, info: distributed.DistInfo,
                  device: torch.device, t0: float, show: bool) -> list[float]:
-    """One pass over this rank's shard: [Σ loss·n, Σ correct, Σ n] summed on the device over all
-    ranks, read back once (the epoch's one host sync)."""
+    """One pass over this rank's shard, or its first len(lrs) batches, step i at learning rate lrs[i]:
+    [Σ loss·n, Σ correct, Σ n] summed on the device over all ranks, read back once (the epoch's one
+    host sync). The rate is written into the optimizer only when it changes (a Python float)."""
     run.net.train()
     acc = new_accumulator(device)
-    for x, y in _progress(loader, epoch, run.cfg.epochs, acc, t0, show):
+    current = None
+    for lr, (x, y) in zip(lrs, _progress(loader, epoch, run.cfg.epochs, acc, t0, show, len(lrs))):  # lrs first:
+        if lr != current:  # a cut-short epoch draws no batch (nor augmentation) past its last step
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr
+            current = lr
         run.step(x, y, acc)
     distributed.all_reduce_sum(acc, info)
     return acc.tolist()
@@ -260,7 +271,7 @@ def _save_epoch(out: Path, run: Training, record: _Record, is_best: bool, loader
     if not info.is_main:
         return
     save_checkpoint(out / "last.pt", model=run.model, optimizer=run.optimizer, cfg=run.cfg, epoch=record.epoch,
-                    lr=record.rows[-1]["lr"], best_acc=record.best_acc, best_epoch=record.best_epoch,
+                    iterations=record.iterations, lr=record.rows[-1]["lr"], best_acc=record.best_acc, best_epoch=record.best_epoch,
                     metrics=record.rows, total_seconds=record.total_seconds, rng=rng)
     if is_best:  # the same checkpoint: copy the bytes rather than serialise it twice
         atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())
@@ -275,6 +286,7 @@ def _finish(out: Path, run: Training, record: _Record, info: distributed.DistInf
         "status": "finished",
         "final_test_acc": last["test_acc"], "final_test_loss": last["test_loss"],
         "best_test_acc": record.best_acc, "best_epoch": record.best_epoch, "epochs": last["epoch"],
+        "iterations": record.iterations,
         "total_seconds": record.total_seconds, "parameters": count_parameters(run.model),
         "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
         "images_per_second": _mean([r["images_per_second"] for r in record.rows[-5:]]),
@@ -298,6 +310,13 @@ def _diverged(out: Path, epoch: int, loss_sum: float, rows: list, main: bool, ca
     raise TrainingDiverged(msg)
 
 
+def _done(epoch: int, iterations: int, cfg: TrainConfig) -> str:
+    """`epoch 3 of 3` or `64000 of 64000 iterations`: what ended a run."""
+    if cfg.max_iterations and iterations >= cfg.max_iterations:
+        return f"{iterations} of {cfg.max_iterations} iterations"
+    return f"epoch {epoch} of {cfg.epochs}"
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
@@ -308,15 +327,15 @@ def _epoch_line(row: dict[str, Any], epochs: int) -> str:
             f"{row['epoch_seconds']:.1f}s  {row['images_per_second']:.0f} img/s")
 
 
-def _progress(loader: Any, epoch: int, epochs: int, acc: torch.Tensor, t0: float, enabled: bool) -> Iterable:
-    """The loader itself, or a tqdm bar over it on a terminal. The bar reads the device sums every
-    25 steps only (a host sync), so the hot path stays sync-free when nobody is watching."""
+def _progress(loader: Any, epoch: int, epochs: int, acc: torch.Tensor, t0: float, enabled: bool, steps: int) -> Iterable:
+    """The loader itself, or a tqdm bar over it (`steps` long) on a terminal. The bar reads the device
+    sums every 25 steps only (a host sync), so the hot path stays sync-free when nobody is watching."""
     if not (enabled and runfolder.is_tty(sys.stderr)):
         return loader
     from tqdm import tqdm
 
     def gen() -> Iterator:
-        with tqdm(total=len(loader), desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
+        with tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
                   dynamic_ncols=True) as bar:
             for i, batch in enumerate(loader):
                 yield batch

@@ -62,17 +62,6 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return optimizer
 
 
-def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    """Learning rate for `epoch` (1-based): lr × the factor of the last step [m, f] with m < epoch.
-
-    Seed preset: epoch 81 → 1e-3, epoch 82 → 1e-4 (Keras' 0-based `epoch > 80`)."""
-    factor = 1.0
-    for milestone, f in cfg.lr_schedule:
-        if epoch > milestone:
-            factor = f
-    return cfg.lr * factor
-
-
 def new_accumulator(device: torch.device | str) -> torch.Tensor:
     """Device-resident epoch sums [Σ loss·n, Σ correct, Σ n] (float64: exact counts up to 2^53)."""
     return torch.zeros(3, dtype=torch.float64, device=device)
@@ -92,7 +81,11 @@ def make_train_step(
     channels_last: bool = False,
 ) -> TrainStep:
     """A closure `step(x, y, acc)`: forward, cross-entropy loss, backward, + 2·l2·w on the conv kernels'
-    grads, update, and add this batch's [loss·n, correct, n] to `acc` in place — all on the device.
+    grads, gradient clipping (cfg.clip_grad_norm > 0), update, and add this batch's [loss·n, correct, n]
+    to `acc` in place — all on the device.
+
+    Clipping (torch's `clip_grad_norm_`, no host sync): g ← g·min(1, C / (‖g‖ + 1e-6)), g every trainable
+    parameter's gradient (l2 term in, the optimizer's weight decay not); under DDP, after the averaging.
 
     Keras minimises CE + l2·Σw² over the regularised kernels; its gradient w.r.t. w is 2·l2·w, so adding
     that to each kernel's grad after backward (one `_foreach_add_`) gives the same update without the
@@ -108,6 +101,8 @@ def make_train_step(
     l2 = float(cfg.l2)
     # resolved once: the unwrapped kernels (a DDP/compiled wrapper shares the same tensors)
     kernels = [w for w in conv_kernels(getattr(model, "module", model)) if w.requires_grad] if l2 > 0 else []
+    clip = float(cfg.clip_grad_norm)
+    params = [p for p in model.parameters() if p.requires_grad] if clip > 0 else []
 
     def add_l2_grad() -> None:
         grads = []
@@ -128,6 +123,8 @@ def make_train_step(
         loss.backward()
         if kernels:
             add_l2_grad()
+        if params:
+            torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
         optimizer.step()
         with torch.no_grad():
             n = y.shape[0]  # a host int: adding it launches a kernel, copies nothing back

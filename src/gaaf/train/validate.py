@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from ..activations import activation_params, get_activation, list_activations
 from ..data import DATASETS, NORMALIZATIONS, make_augment
 from ..errors import UserError
+from .schedule import UNITS
 
 OPTIMIZERS = ("adam", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -156,12 +157,18 @@ def value_problems(v: Mapping[str, Any]) -> list[str]:  # noqa: C901 - a flat li
         p.append(f"adam_betas must be two numbers in [0, 1), got {betas}")
     if not _finite_pos(v["adam_eps"]):
         p.append(f"adam_eps must be a finite number > 0, got {v['adam_eps']}")
-    for name in ("weight_decay", "l2"):
+    for name in ("weight_decay", "l2", "clip_grad_norm"):
         if not (math.isfinite(v[name]) and v[name] >= 0):
             p.append(f"{name} must be a finite number >= 0, got {v[name]}")
     p += _schedule_problems(v["lr_schedule"])
     if v["precise_bn"] < 0:
         p.append(f"precise_bn must be >= 0 (training images for the BatchNorm statistics; 0 = off), got {v['precise_bn']}")
+    if v["lr_schedule_unit"] not in UNITS:
+        p.append(f"unknown lr_schedule_unit {v['lr_schedule_unit']!r}; choose one of: {', '.join(UNITS)}")
+    if v["warmup_iterations"] < 0:
+        p.append(f"warmup_iterations must be >= 0 (0: no warm-up), got {v['warmup_iterations']}")
+    if v["max_iterations"] < 0:
+        p.append(f"max_iterations must be >= 0 (0: no limit, the epochs decide), got {v['max_iterations']}")
     if v["probe_every"] < 1:
         p.append(f"probe_every must be >= 1 (sample one training batch in N), got {v['probe_every']}")
     if v["seed"] < 0:
@@ -182,11 +189,11 @@ def value_problems(v: Mapping[str, Any]) -> list[str]:  # noqa: C901 - a flat li
 
 
 def _schedule_problems(schedule: list[list[float]]) -> list[str]:
-    """lr_schedule: [epoch >= 0, factor > 0] steps with epochs increasing (the first problem only)."""
+    """lr_schedule: [milestone >= 0, factor > 0] steps with milestones increasing (the first problem only)."""
     last = 0.0
     for step in schedule:
         if len(step) != 2 or not (math.isfinite(step[0]) and step[0] >= 0) or not _finite_pos(step[1]):
-            return [f"lr_schedule steps must be [epoch >= 0, factor > 0], got {step}"]
+            return [f"lr_schedule steps must be [epoch or iteration >= 0, factor > 0], got {step}"]
         if step[0] < last:
             return [f"lr_schedule epochs must be increasing, got {schedule}"]
         last = step[0]
