@@ -112,8 +112,8 @@ def test_a_config_written_before_these_fields_reads_as_what_it_ran():
     old = {k: v for k, v in TrainConfig(preset="he2016", shortcut="A").to_dict().items()
            if k not in LEGACY_DEFAULTS}
     assert {k: resolved_dict(old)[k] for k in LEGACY_DEFAULTS} == {
-        "keras2_batch_norm": False, "shortcut": "B", "lr_schedule_unit": "epoch", "warmup_iterations": 0,
-        "max_iterations": 0, "clip_grad_norm": 0.0}
+        "keras2_batch_norm": False, "seed_v2_bug": False, "precise_bn": 0, "shortcut": "B",
+        "lr_schedule_unit": "epoch", "warmup_iterations": 0, "max_iterations": 0, "clip_grad_norm": 0.0}
     cfg = resolve_config({"config": old, "meta": {}})
     assert (cfg.shortcut, cfg.lr_schedule_unit, cfg.warmup_iterations, cfg.max_iterations) == ("B", "epoch", 0, 0)
 
