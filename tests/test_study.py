@@ -163,7 +163,7 @@ def test_multiline_strings_do_not_confuse_line_numbers():
     assert problems == [problems[0]] and problems[0].startswith("line 7: runs[0].shfit")
 
 
-@pytest.mark.parametrize("name", ["seed_table", "paper_cifar", "paper_mnist", "quick", "demo"])
+@pytest.mark.parametrize("name", ["seed_table", "paper_cifar", "paper_mnist", "quick", "demo", "cpu_replication"])
 def test_shipped_studies_are_valid(name):
     s = load_study(EXPERIMENTS / f"{name}.toml")
     assert s.runs and s.title
@@ -194,18 +194,23 @@ def test_seed_table_is_the_seed_table():
 def test_paper_cifar_rows_resolve_to_the_recipe_each_data_set_needs(tmp_path):
     """What `gaaf sweep` passes to `gaaf train --config` for each row (sweep.plan resolves the study through
     the one validator): SVHN without horizontal flips (a mirrored digit is another or no digit), CIFAR with
-    He et al.'s crop + flip; every row He et al.'s recipe with the same warm-up and gradient clipping."""
+    the Keras example's shifts + flips; every row the seed's recipe (Adam 1e-3, its schedule, 200 epochs),
+    so that a row changes one thing."""
     from gaaf.experiments.sweep import plan
+    from gaaf.train.config import SEED_LR_SCHEDULE
 
     study = load_study(EXPERIMENTS / "paper_cifar.toml")
     runs = plan(study, tmp_path, seeds=[0])
     assert len(runs) == 12
     for run in runs:
         c = run.config
-        assert c["augment"] == (["crop"] if c["dataset"] == "svhn" else ["crop", "flip"]), run.name
-        assert (c["preset"], c["shortcut"], c["normalize"], c["lr_schedule_unit"], c["max_iterations"]) == (
-            "he2016", "A", "pixel_mean", "iteration", 64000), run.name
-        assert (c["lr"], c["lr_schedule"], c["warmup_iterations"], c["clip_grad_norm"]) == (
-            0.1, [[32000, 0.1], [48000, 0.01]], 400, 5.0), run.name  # one recipe: a row changes one thing
+        assert c["augment"] == (["shift"] if c["dataset"] == "svhn" else ["shift", "flip"]), run.name
+        assert (c["preset"], c["model"], c["optimizer"], c["lr"], c["epochs"], c["normalize"]) == (
+            "seed", "resnet20_v1", "adam", 0.001, 200, "pixel_mean"), run.name
+        assert (c["lr_schedule"], c["lr_schedule_unit"], c["warmup_iterations"], c["clip_grad_norm"]) == (
+            SEED_LR_SCHEDULE, "epoch", 0, 0.0), run.name
+        gaaf = c["activation"] == "gaaf_relu"
+        assert gaaf == ("gaaf" in run.name.split("/")[0]) and (not gaaf or c["shift"] == -1.0), run.name
+        assert c["batch_norm"] == ("bn" in run.name.split("/")[0]), run.name
     assert {r.config["dataset"] for r in runs} == {"cifar10", "cifar100", "svhn"}
     assert sum(not r.config["batch_norm"] for r in runs) == 6

@@ -326,7 +326,7 @@ def _resnet(
     else:
         if shortcut != "B":
             raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; resnet{depth}_v2 projects (B), "
-                             "as the Keras example")
+                             "as the Keras example (--shortcut B; the he2016 preset sets A, for He et al.'s v1 nets)")
         mid = 16  # Keras num_filters_in
         for stage in range(3):
             out_planes = mid * 4 if stage == 0 else mid * 2
