@@ -84,16 +84,13 @@ def build_model(
     params = dict(act_params or {})
     if is_factory_name(name):
         _check_factory_options(name, stem_activation=stem_activation, no_batch_norm=not batch_norm,
-                               keras2_batch_norm=keras2_batch_norm, seed_v2_bug=seed_v2_bug, shortcut=None if shortcut == "B" else shortcut,
-                               hidden=hidden, dropout=dropout)
+                               keras2_batch_norm=keras2_batch_norm, seed_v2_bug=seed_v2_bug,
+                               shortcut=None if shortcut == "B" else shortcut, hidden=hidden, dropout=dropout)
         return build_factory_model(name, num_classes, shape, activation, params)
 
     if key == "mlp":
         _no_seed_v2_bug(seed_v2_bug, name)
-        if stem_activation is not None:
-            raise ValueError("stem_activation applies to ResNets only; 'mlp' has no stem")
-        if shortcut != "B":
-            raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; 'mlp' has no shortcuts")
+        _no_resnet_options(stem_activation, shortcut)
         widths = (512, 512) if hidden is None else hidden
         return mlp(math.prod(shape), num_classes, widths, activation, dropout, **params)
 
@@ -123,6 +120,14 @@ def _resnet_name(name: str, key: str) -> "tuple[int, int]":
         raise ValueError(f"unknown ResNet version in {name!r}; choose v1 (depth 6n+2) or v2 (depth 9n+2)")
     check_depth(version, depth)
     return version, depth
+
+
+def _no_resnet_options(stem_activation: "ActivationArg | None", shortcut: str) -> None:
+    """The MLP has no stem and no shortcuts: either option set is an error."""
+    if stem_activation is not None:
+        raise ValueError("stem_activation applies to ResNets only; 'mlp' has no stem")
+    if shortcut != "B":
+        raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; 'mlp' has no shortcuts")
 
 
 def _no_seed_v2_bug(seed_v2_bug: bool, name: str) -> None:

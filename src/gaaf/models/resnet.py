@@ -243,41 +243,56 @@ def _resnet(
     stem_act = act if stem_activation is None else site_factory(stem_activation, what="stem_activation")
     stem = nn.Sequential(OrderedDict(conv=conv3x3(in_channels, 16), bn=norm(16), act=stem_act()))
 
-    stages: list[nn.Module] = []
     if version == 1:
-        in_planes = 16
-        for stage, planes in enumerate((16, 32, 64)):
-            blocks = [
-                BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, norm, shortcut)
-                for b in range(n)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            in_planes = planes
+        stages, out_planes = _v1_stages(n, act, norm, shortcut)
         head: nn.Module = nn.Identity()  # v1 has no BN-act after the last addition
-        out_planes = 64
     else:
         if shortcut != "B":
             raise ValueError(f"shortcut {shortcut!r} applies to resnet*_v1 only; resnet{depth}_v2 projects (B), "
                              "as the Keras example (--shortcut B; the he2016 preset sets A, for He et al.'s v1 nets)")
-        mid = 16  # Keras num_filters_in
-        for stage in range(3):
-            out_planes = mid * 4 if stage == 0 else mid * 2
-            in_planes = mid  # the stem's 16, then the previous stage's output
-            blocks = [
-                Bottleneck(
-                    in_planes if b == 0 else out_planes, mid, out_planes, 2 if stage > 0 and b == 0 else 1,
-                    act, norm, preact=not (stage == 0 and b == 0), project=b == 0,
-                    preact_activation=not seed_v2_bug,  # the seed's v2: BN, no activation, conv1×1
-                )
-                for b in range(n)
-            ]
-            stages.append(nn.Sequential(*blocks))
-            mid = out_planes
+        stages, out_planes = _v2_stages(n, act, norm, seed_v2_bug)
         # the seed's v2 bug: its head was BN → Activation(None), i.e. linear
         head = nn.Sequential(OrderedDict(bn=norm(out_planes), act=nn.Identity() if seed_v2_bug else act()))
 
     model = ResNet(stem, stages, head, out_planes * pooled, num_classes, version=version, depth=depth)
     return init_keras_(model, "he_normal")
+
+
+def _v1_stages(n: int, act: SiteFactory, norm: NormFactory, shortcut: str) -> "tuple[list[nn.Module], int]":
+    """v1's three stages of n BasicBlocks (16, 32, 64 channels; stages 2 and 3 start at stride 2),
+    and the channels they end with."""
+    stages: list[nn.Module] = []
+    in_planes = 16
+    for stage, planes in enumerate((16, 32, 64)):
+        blocks = [
+            BasicBlock(in_planes if b == 0 else planes, planes, 2 if stage > 0 and b == 0 else 1, act, norm, shortcut)
+            for b in range(n)
+        ]
+        stages.append(nn.Sequential(*blocks))
+        in_planes = planes
+    return stages, 64
+
+
+def _v2_stages(n: int, act: SiteFactory, norm: NormFactory, seed_v2_bug: bool) -> "tuple[list[nn.Module], int]":
+    """v2's three stages of n Bottlenecks (Keras' num_filters_in 16 → 64, then ×2 per stage), and the
+    channels they end with; seed_v2_bug drops the leading activation as the seed's v2 did."""
+    stages: list[nn.Module] = []
+    mid = 16  # Keras num_filters_in
+    out_planes = mid
+    for stage in range(3):
+        out_planes = mid * 4 if stage == 0 else mid * 2
+        in_planes = mid  # the stem's 16, then the previous stage's output
+        blocks = [
+            Bottleneck(
+                in_planes if b == 0 else out_planes, mid, out_planes, 2 if stage > 0 and b == 0 else 1,
+                act, norm, preact=not (stage == 0 and b == 0), project=b == 0,
+                preact_activation=not seed_v2_bug,  # the seed's v2: BN, no activation, conv1×1
+            )
+            for b in range(n)
+        ]
+        stages.append(nn.Sequential(*blocks))
+        mid = out_planes
+    return stages, out_planes
 
 
 def resnet_v1(
