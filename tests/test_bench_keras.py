@@ -48,6 +48,29 @@ def test_bench_keras_prints_both_stacks_and_the_ratio(tmp_path: Path, capsys: py
     assert set(data["timings"]) == {"keras/relu", "gaaf/relu", "keras/gaaf_relu", "gaaf/gaaf_relu"}
     assert data["environment"]["keras_backend"] == "torch" and data["settings"]["gaaf"]["compile"] is False
     assert all(r["gaaf_over_keras"] > 0 for r in data["ratios"].values())
+    # the bound: gaaf's convolutions (profiled) + the activation kernels, per activation
+    bounds = [line for line in text.splitlines() if line.startswith("bound ")]
+    assert [line.split()[1] for line in bounds] == ["relu:", "gaaf_relu:"]
+    assert set(data["bounds"]) == {"relu", "gaaf_relu"}
+    for act, b in data["bounds"].items():
+        assert b["conv_s"] > 0 and b["act_s"] > 0 and b["images"] == 4
+        assert b["images_per_second"] == pytest.approx(4 / (b["conv_s"] + b["act_s"]))
+        assert b["gaaf_over_keras"] == pytest.approx(b["images_per_second"] / data["timings"][f"keras/{act}"]["images_per_second"])
+
+
+def test_step_bound_counts_only_convolutions() -> None:
+    """conv_seconds sums the profiled self time of convolution ops alone: a step without a
+    convolution has none, a step with one has some; StepBound's img/s is images ÷ (conv + act)."""
+    import torch
+
+    from gaaf.bench.step_bound import StepBound, conv_seconds
+
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    assert conv_seconds(lambda: torch.relu(x), 2, torch.device("cpu")) == 0.0
+    assert conv_seconds(lambda: torch.nn.functional.conv2d(x, w), 2, torch.device("cpu")) > 0.0
+    assert StepBound(128, 0.2, 0.056).images_per_second == pytest.approx(500.0)
+    with pytest.raises(ValueError, match="at least one"):
+        conv_seconds(lambda: None, 0, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("argv", [["--model", "resnet20_v2"], ["--model", "resnet9_v1"], ["--activations", "tanh"],

@@ -18,7 +18,10 @@ Here, in one process and alternating round by round (:mod:`._timing`), two candi
   channels_last as on that device), on a device-resident synthetic batch as ``gaaf bench train``.
 
 Reported per activation: images/s of both (median sample), gaaf ÷ keras from the medians and
-paired (per-round ratios), and each candidate's first call (graph building, compiling).
+paired (per-round ratios), and each candidate's first call (graph building, compiling). Under the
+table, the *bound* per activation (:mod:`.step_bound`): gaaf's convolutions (profiled in its own
+step) plus the activation kernels alone, the img/s no step doing that work can exceed, and the
+gaaf/keras ratio that allows.
 """
 from __future__ import annotations
 
@@ -36,6 +39,8 @@ from ..train.config import resolve_config
 from ..train.setup import uses_channels_last
 from ._timing import Timing, alternate, quartiles
 from .activations import environment, machine_line
+from .kernel_ceiling import activation_floor, gaaf_sites
+from .step_bound import StepBound, conv_seconds
 from .train import build_candidate, synthetic_batch, train_fn
 
 ACTIVATIONS = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
@@ -120,6 +125,7 @@ class KerasBenchResult:
     images_per_sample: int = 0
     environment: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    bounds: dict[str, StepBound] = field(default_factory=dict)  # per activation (see .step_bound)
 
     def images_per_second(self, key: str) -> float:
         return self.images_per_sample / self.timings[key].median
@@ -137,7 +143,9 @@ class KerasBenchResult:
                 "timings": {k: {**t.as_dict(), "images_per_second": self.images_per_second(k)}
                             for k, t in self.timings.items()},
                 "ratios": {a: dict(zip(("gaaf_over_keras", "paired_median", "paired_q1", "paired_q3"), self.ratios(a)))
-                           for a in acts}}
+                           for a in acts},
+                "bounds": {a: {**b.as_dict(), "gaaf_over_keras": b.images_per_second / self.images_per_second(f"keras/{a}")}
+                           for a, b in self.bounds.items()}}
 
 
 def bench_keras(model: str = "resnet20_v1", *, activations: Sequence[str] = ("gaaf_relu",), batch_size: int = 128,
@@ -156,6 +164,9 @@ def bench_keras(model: str = "resnet20_v1", *, activations: Sequence[str] = ("ga
     device = torch.device("cpu")
     cands: dict[str, Callable[[], None]] = {}
     gaaf_settings: dict[str, Any] = {}
+    profiled: dict[str, Callable[[], None]] = {}  # one gaaf step per activation, for the bound
+    sizes: list[int] = []
+    spec = None
     for act in activations:
         cfg = resolve_config(overrides={"model": model, "activation": act, "batch_size": batch_size, "device": "cpu",
                                         "download": False, **ACTIVATIONS[act]})
@@ -164,16 +175,31 @@ def bench_keras(model: str = "resnet20_v1", *, activations: Sequence[str] = ("ga
         c = build_candidate(cfg, device, compile=cfg.compile, channels_last=gaaf_settings["channels_last"])
         x, y = synthetic_batch(cfg, batch_size, device)
         cands[f"gaaf/{act}"] = train_fn(c, x, y, steps)
+        profiled[act] = train_fn(c, x, y, 1)
+        spec, sizes = gaaf_sites(c.model, x) if spec is None else (spec, sizes)
         cands[f"keras/{act}"] = _keras_steps(keras, depth, act, x, y, steps)
     log(f"{model}: {len(cands)} candidates; first calls (Keras graph building, compiling) ...")
     timings = alternate(cands, rounds, warmup, progress=lambda r, n: log(f"round {r}/{n}"))
+    log("bound: convolutions (profiled) and activation kernels alone ...")
+    bounds = _bounds(profiled, spec, sizes, batch_size, device)
     env = environment(device)
     env["keras_version"], env["keras_backend"] = keras.__version__, keras.backend.backend()
-    return KerasBenchResult(timings, steps * batch_size, env, {
+    return KerasBenchResult(timings, steps * batch_size, env, bounds=bounds, settings={
         "model": model, "batch_size": batch_size, "rounds": rounds, "steps_per_sample": steps, "warmup": warmup,
         "activations": {a: ACTIVATIONS[a] for a in activations}, "keras": "Adam(1e-3), categorical cross-entropy, "
         "l2 1e-4 on conv kernels, NHWC, train_on_batch", "gaaf": gaaf_settings,
     })
+
+
+def _bounds(steps: "dict[str, Callable[[], None]]", spec: Any, sizes: Sequence[int], batch: int,
+            device: torch.device) -> "dict[str, StepBound]":
+    """Per activation: gaaf's convolutions (3 profiled steps) + that activation's kernels alone at
+    every site (the GAAF model's sites; relu's kernels for relu). Empty where no site is GAAF."""
+    if spec is None or not sizes:
+        return {}
+    floor = activation_floor(spec, sizes, device)
+    return {act: StepBound(batch, conv_seconds(step, 3, device), floor.gaaf_s if act != "relu" else floor.relu_s)
+            for act, step in steps.items()}
 
 
 def _keras_steps(keras: Any, depth: int, act: str, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
@@ -213,6 +239,11 @@ def format_table(result: KerasBenchResult) -> str:
                      f"{result.timings[f'gaaf/{act}'].first_call:>14.1f}s")
     lines.append("gaaf/keras = gaaf train's img/s ÷ the Keras stack's (>1: gaaf is faster); paired = median [quartiles] "
                  "of the per-round ratios")
+    for act, b in result.bounds.items():
+        reach = b.images_per_second / result.images_per_second(f"keras/{act}")
+        lines.append(f"bound {act}: convolutions {b.conv_s * 1e3:.1f} ms + activation kernels {b.act_s * 1e3:.1f} ms "
+                     f"per step (everything else free) -> at most {b.images_per_second:.1f} img/s, gaaf/keras "
+                     f"<= {reach:.2f}")
     return "\n".join(lines)
 
 
