@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import torch
 
+from .train import profile_ops
+
 
 @dataclass(frozen=True)
 class StepBound:
@@ -44,19 +46,10 @@ class StepBound:
 
 def conv_seconds(step: Callable[[], None], n: int, device: torch.device) -> float:
     """Self time per call of `step` (already warm) spent in convolution ops, over `n` profiled calls."""
-    from torch.profiler import ProfilerActivity, profile
-
     if n < 1:
         raise ValueError(f"conv_seconds needs at least one profiled step, got {n}")
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        for _ in range(n):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    total_us = sum(getattr(e, attr, 0.0) for e in prof.key_averages() if "conv" in e.key.lower())
-    return total_us / 1e6 / n
+    ops = profile_ops(step, n, device, top=None)
+    return sum(op["ms_per_step"] for op in ops if "conv" in op["op"].lower()) / 1e3
 
 
 __all__ = ["StepBound", "conv_seconds"]

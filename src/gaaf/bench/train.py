@@ -267,8 +267,8 @@ def _bench_model(model: str, result: TrainBenchResult, device: torch.device, bat
             result.profiles[key] = profile_ops(fn, profile_steps, device)
 
 
-def profile_ops(step: Callable[[], None], n: int, device: torch.device, top: int = 12) -> list[dict[str, Any]]:
-    """torch.profiler over `n` calls of `step` (already warm): the `top` ops by self time, grouped by
+def profile_ops(step: Callable[[], None], n: int, device: torch.device, top: "int | None" = 12) -> list[dict[str, Any]]:
+    """torch.profiler over `n` calls of `step` (already warm): the `top` ops (None: all) by self time, grouped by
     op name, each with its call count, self milliseconds per step and share of all self time."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -283,7 +283,7 @@ def profile_ops(step: Callable[[], None], n: int, device: torch.device, top: int
     total = sum(getattr(e, attr) for e in events) or 1.0
     events.sort(key=lambda e: getattr(e, attr), reverse=True)
     return [{"op": e.key, "calls_per_step": e.count / n, "ms_per_step": getattr(e, attr) / 1e3 / n,
-             "share": getattr(e, attr) / total} for e in events[:top]]
+             "share": getattr(e, attr) / total} for e in events[:top]]  # [:None] keeps all
 
 
 # --------------------------------------------------------------------------- the report
