@@ -1,0 +1,136 @@
+r"""Batch norm (training) [+ residual] → GAAF as one autograd Function that saves no activation output.
+
+Where a GAAF site follows a training-mode BatchNorm (every site of the CIFAR ResNets), the plain
+composition keeps one activation-sized tensor more than relu does: BatchNorm saves its input z,
+:class:`~.fused.GAAFFn` saves its input x = BN(z) (+ r), and the next layer saves the output y,
+where relu's backward needs only y. :class:`BNGAAFFn` computes, per channel c of z (N, C, ...),
+
+.. math::
+
+    \mu_c = \operatorname{mean}(z_{\cdot c}),\quad
+    \sigma^2_c = \operatorname{mean}((z_{\cdot c} - \mu_c)^2)\ \text{(biased)},\quad
+    \mathrm{invstd}_c = 1/\sqrt{\sigma^2_c + \varepsilon}
+
+    \alpha_c = \mathrm{invstd}_c\, w_c,\quad \beta_c = b_c - \mu_c\,\alpha_c,\qquad
+    x = z\,\alpha + \beta\ (+\, r),\qquad y = \phi(x) + g(x)\,s(x)
+
+and saves only z, r (if given), w, b, μ and invstd: not x. The backward recomputes x with the
+same ops in the same order (on the same machine and settings the same bits, so the gradient is the
+exact derivative of the function the forward computed), then
+
+.. math::
+
+    \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y}\,\phi_{new}'(x),\qquad
+    \frac{\partial L}{\partial r} = \frac{\partial L}{\partial x}
+
+and ∂L/∂z, ∂L/∂w, ∂L/∂b from ATen's own training-mode batch-norm backward given ∂L/∂x
+(``native_batch_norm_backward``: the batch statistics' dependence on z included). The pointwise
+part runs exactly as :class:`~.fused.GAAFFn` does (compiled flat kernels or plain ops,
+:mod:`.kernels`). The statistics come from ``torch.batch_norm_update_stats``, the routine behind
+``nn.BatchNorm2d``'s CPU training forward: μ is bitwise BatchNorm's, and running statistics passed
+in are updated exactly as BatchNorm updates them (``running ← (1 − m)·running + m·batch``, the
+variance unbiased, n/(n − 1)). invstd is computed in float64 and rounded once (what ATen does
+for float32). x itself is computed by these plain ops, not by BatchNorm's kernel, so the output
+may differ from ``gaaf(batch_norm(z) + r)`` by floating-point rounding (x by an ulp or so, and the
+sawtooth by one step where x·K lands within rounding of an integer).
+
+Cost: one more elementwise pass in the backward (recomputing x) for one activation-sized tensor
+less per site between forward and backward. Not double-differentiable (``once_differentiable``).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .fused import _backward, _forward
+from .spec import GAAFSpec
+
+Tensor = torch.Tensor
+
+
+def _channel_shape(z: Tensor) -> "tuple[int, ...]":
+    return (z.shape[1],) + (1,) * (z.dim() - 2)
+
+
+def batch_stats(z: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float,
+                eps: float) -> "tuple[Tensor, Tensor]":
+    """(μ, invstd) of z over every dimension but 1; running statistics given are updated in place
+    as ``nn.BatchNorm2d`` does in training (weight `momentum` on the batch, unbiased variance)."""
+    mean, var = torch.batch_norm_update_stats(z, running_mean, running_var, momentum)
+    invstd = torch.rsqrt(var.to(torch.float64) + eps).to(var.dtype)
+    return mean, invstd
+
+
+def normalized(z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor,
+               residual: Optional[Tensor]) -> Tensor:
+    """x = z·α + β (+ r), α = invstd·w, β = b − μ·α per channel: the forward's and the backward's
+    one op sequence (a fresh tensor, laid out like z)."""
+    alpha = invstd * weight
+    beta = bias - mean * alpha
+    shape = _channel_shape(z)
+    x = torch.addcmul(beta.view(shape), z, alpha.view(shape))
+    if residual is not None:
+        x.add_(residual)
+    return x
+
+
+class BNGAAFFn(torch.autograd.Function):
+    """``BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, momentum, eps, spec)``:
+    GAAF(BatchNorm_train(z) + residual) saving z, residual, weight, bias, μ, invstd (module doc).
+
+    `residual` and the running statistics may be None; the running statistics are updated in place.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, residual: Optional[Tensor],  # type: ignore[override]
+                running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float, eps: float,
+                spec: GAAFSpec) -> Tensor:
+        mean, invstd = batch_stats(z, running_mean, running_var, momentum, eps)
+        x = normalized(z, weight, bias, mean, invstd, residual)
+        y = _forward(x, spec)
+        ctx.save_for_backward(z, weight, bias, residual, mean, invstd)
+        ctx.spec, ctx.eps = spec, eps
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> "tuple[Optional[Tensor], ...]":  # type: ignore[override]
+        z, weight, bias, residual, mean, invstd = ctx.saved_tensors
+        need_z, need_w, need_b, need_r = ctx.needs_input_grad[:4]
+        if not (need_z or need_w or need_b or need_r):
+            return (None,) * 9
+        x = normalized(z, weight, bias, mean, invstd, residual)
+        dx = _backward(x, grad, ctx.spec)
+        del x
+        grad_z = grad_w = grad_b = None
+        if need_z or need_w or need_b:
+            grad_z, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+                dx, z, weight, None, None, mean, invstd, True, ctx.eps, [need_z, need_w, need_b])
+        return grad_z, grad_w, grad_b, (dx if need_r else None), None, None, None, None, None
+
+
+def bn_gaaf(z: Tensor, weight: Tensor, bias: Tensor, spec: GAAFSpec, *, residual: Optional[Tensor] = None,
+            running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
+            momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """GAAF(BatchNorm_train(z)·w + b (+ residual)) through :class:`BNGAAFFn`.
+
+    z: (N, C, ...) float32/float64, dense; weight, bias: (C,) of z's dtype; residual: z's shape and
+    dtype; spec: a validated :class:`GAAFSpec` with a named (not callable) shape. Running statistics,
+    where given, are updated in place like ``nn.BatchNorm2d`` in training with this momentum.
+    """
+    if z.dim() < 2 or z.dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"bn_gaaf needs a float32/float64 (N, C, ...) tensor, got {z.dtype} of shape {tuple(z.shape)}")
+    if callable(spec.shape):
+        raise ValueError("bn_gaaf needs a named shape (sigmoid, gaussian, none), not a callable")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t.shape != (z.shape[1],) or t.dtype != z.dtype:
+            raise ValueError(f"bn_gaaf: {name} must be ({z.shape[1]},) {z.dtype}, got {tuple(t.shape)} {t.dtype}")
+    if residual is not None and (residual.shape != z.shape or residual.dtype != z.dtype):
+        raise ValueError(f"bn_gaaf: residual must have z's shape {tuple(z.shape)} and dtype {z.dtype}, "
+                         f"got {tuple(residual.shape)} {residual.dtype}")
+    return BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, float(momentum), float(eps), spec)
+
+
+__all__ = ["BNGAAFFn", "bn_gaaf", "batch_stats", "normalized"]
