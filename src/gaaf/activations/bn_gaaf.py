@@ -44,7 +44,7 @@ from typing import Any, Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from .fused import _backward, _forward
+from .fused import _backward, _forward, _is_dense, _is_wrapped
 from .spec import GAAFSpec
 
 Tensor = torch.Tensor
@@ -52,6 +52,13 @@ Tensor = torch.Tensor
 
 def _channel_shape(z: Tensor) -> "tuple[int, ...]":
     return (z.shape[1],) + (1,) * (z.dim() - 2)
+
+
+def accepts(z: object) -> bool:
+    """Whether z suits the op's flat kernels: a non-empty, dense, strided float32/float64 tensor of
+    at least two dimensions, not a torch.func wrapper."""
+    return (isinstance(z, Tensor) and z.layout == torch.strided and z.dtype in (torch.float32, torch.float64)
+            and z.dim() >= 2 and z.numel() > 0 and not _is_wrapped(z) and _is_dense(z))
 
 
 def batch_stats(z: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float,
@@ -133,4 +140,4 @@ def bn_gaaf(z: Tensor, weight: Tensor, bias: Tensor, spec: GAAFSpec, *, residual
     return BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, float(momentum), float(eps), spec)
 
 
-__all__ = ["BNGAAFFn", "bn_gaaf", "batch_stats", "normalized"]
+__all__ = ["BNGAAFFn", "bn_gaaf", "accepts", "batch_stats", "normalized"]

@@ -33,8 +33,7 @@ from torch import nn
 from torch.nn.modules import module as _module
 
 from ..activations import GAAF
-from ..activations.bn_gaaf import bn_gaaf
-from ..activations.fused import _is_dense, _is_wrapped
+from ..activations.bn_gaaf import accepts, bn_gaaf
 from .keras_bn import KerasBatchNorm2d
 
 Tensor = torch.Tensor
@@ -93,9 +92,7 @@ def fusable(bn: nn.Module, act: nn.Module, z: object) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.jit.is_tracing() or _transforms_active() or _autocast():
         return False
-    if z.dim() != 4 or z.dtype not in (torch.float32, torch.float64) or z.layout != torch.strided:
-        return False
-    if _is_wrapped(z) or z.numel() == 0 or not _is_dense(z):
+    if z.dim() != 4 or not accepts(z):
         return False
     return bn.weight.dtype == z.dtype and bn.bias.dtype == z.dtype
 
