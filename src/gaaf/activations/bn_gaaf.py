@@ -44,7 +44,8 @@ from typing import Any, Optional
 import torch
 from torch.autograd.function import once_differentiable
 
-from .fused import _backward, _forward, _is_dense, _is_wrapped
+from . import bn_kernels
+from .fused import _backward, _forward, _is_dense, _is_wrapped, _plain_only
 from .spec import GAAFSpec
 
 Tensor = torch.Tensor
@@ -70,17 +71,42 @@ def batch_stats(z: Tensor, running_mean: Optional[Tensor], running_var: Optional
     return mean, invstd
 
 
+def affine(weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor) -> "tuple[Tensor, Tensor]":
+    """(α, β) per channel: α = invstd·w, β = b − μ·α."""
+    alpha = invstd * weight
+    return alpha, bias - mean * alpha
+
+
 def normalized(z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor,
                residual: Optional[Tensor]) -> Tensor:
-    """x = z·α + β (+ r), α = invstd·w, β = b − μ·α per channel: the forward's and the backward's
-    one op sequence (a fresh tensor, laid out like z)."""
-    alpha = invstd * weight
-    beta = bias - mean * alpha
+    """x = z·α + β (+ r) by plain ops: the forward's and the backward's one op sequence where the
+    compiled kernels are not used (a fresh tensor, laid out like z)."""
+    alpha, beta = affine(weight, bias, mean, invstd)
     shape = _channel_shape(z)
     x = torch.addcmul(beta.view(shape), z, alpha.view(shape))
     if residual is not None:
         x.add_(residual)
     return x
+
+
+def _pointwise_forward(z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor,
+                       residual: Optional[Tensor], spec: GAAFSpec) -> "tuple[Tensor, bool]":
+    """(y, whether the compiled kernel computed it)."""
+    if not _plain_only(z) and bn_kernels.usable(z, residual, spec):
+        y = bn_kernels.forward(z, *affine(weight, bias, mean, invstd), residual, spec)
+        if y is not None:
+            return y, True
+    return _forward(normalized(z, weight, bias, mean, invstd, residual), spec), False
+
+
+def _pointwise_backward(z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor,
+                        residual: Optional[Tensor], grad: Tensor, spec: GAAFSpec, compiled: bool) -> Tensor:
+    """∂L/∂x, with x recomputed the way the forward computed it."""
+    if compiled and not _plain_only(z, grad):
+        dx = bn_kernels.backward(z, *affine(weight, bias, mean, invstd), residual, grad, spec)
+        if dx is not None:
+            return dx
+    return _backward(normalized(z, weight, bias, mean, invstd, residual), grad, spec)
 
 
 class BNGAAFFn(torch.autograd.Function):
@@ -95,8 +121,7 @@ class BNGAAFFn(torch.autograd.Function):
                 running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float, eps: float,
                 spec: GAAFSpec) -> Tensor:
         mean, invstd = batch_stats(z, running_mean, running_var, momentum, eps)
-        x = normalized(z, weight, bias, mean, invstd, residual)
-        y = _forward(x, spec)
+        y, ctx.compiled = _pointwise_forward(z, weight, bias, mean, invstd, residual, spec)
         ctx.save_for_backward(z, weight, bias, residual, mean, invstd)
         ctx.spec, ctx.eps = spec, eps
         return y
@@ -108,9 +133,7 @@ class BNGAAFFn(torch.autograd.Function):
         need_z, need_w, need_b, need_r = ctx.needs_input_grad[:4]
         if not (need_z or need_w or need_b or need_r):
             return (None,) * 9
-        x = normalized(z, weight, bias, mean, invstd, residual)
-        dx = _backward(x, grad, ctx.spec)
-        del x
+        dx = _pointwise_backward(z, weight, bias, mean, invstd, residual, grad, ctx.spec, ctx.compiled)
         grad_z = grad_w = grad_b = None
         if need_z or need_w or need_b:
             grad_z, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
@@ -140,4 +163,4 @@ def bn_gaaf(z: Tensor, weight: Tensor, bias: Tensor, spec: GAAFSpec, *, residual
     return BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, float(momentum), float(eps), spec)
 
 
-__all__ = ["BNGAAFFn", "bn_gaaf", "accepts", "batch_stats", "normalized"]
+__all__ = ["BNGAAFFn", "bn_gaaf", "accepts", "affine", "batch_stats", "normalized"]

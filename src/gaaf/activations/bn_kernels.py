@@ -1,0 +1,179 @@
+r"""Compiled kernels of :mod:`.bn_gaaf`: the per-channel affine and GAAF in one pass each way.
+
+A contiguous z (N, C, H, W) is seen as (N, C, L = H·W), with α (C, 1) and β (C, 1) broadcast over
+N and L (α_c = invstd_c·w_c, β_c = b_c − μ_c·α_c):
+
+.. math::
+
+    \text{forward:}\quad y = \phi_{new}(z\alpha + \beta\ [+\ r])
+    \qquad \text{backward:}\quad \partial L/\partial x = \partial L/\partial y\cdot\phi_{new}'(z\alpha + \beta\ [+\ r])
+
+so the forward reads z (and r) and writes y, never x, and the backward recomputes x inside the
+derivative's own pass. Both kernels evaluate x with the same expression ``z * a + b (+ r)`` and
+are built without floating-point contraction on CPU, so the backward differentiates the very x the
+forward used. Kernels are compiled by ``torch.compile(dynamic=True, fullgraph=True)`` per
+(spec, dtype, direction, residual or not) on first use, ahead of time, and saved in gaaf's
+kernel cache (:mod:`.compile_cache`) like :mod:`.kernels`' flat kernels. Sizes are symbolic,
+compiled without duck sizing (sizes that happen to be equal on the first call are not tied
+together), so the kernel's guards ask only what every call here satisfies by construction: 3-D
+contiguous tensors of the kernel's dtype on the CPU, not requiring grad, α and β of shape (C, 1),
+N, C and L at least 2, grad mode off (the Function runs with it off), and the global state (thread
+count among it) of the first call. The pointwise kernels' results do not depend on the thread
+count, so, as for the flat kernels, the guard check is skipped after the first call (it costs
+tens of microseconds; :func:`usable` checks the sizes).
+
+Plain ops instead (:mod:`.bn_gaaf`; the same values up to rounding, plain ``addcmul`` may round x
+differently from the kernel) on a non-CPU device, a non-contiguous z or r, N, C or L below 2, a
+tensor under :data:`~.kernels.EAGER_COMPILE_MIN_NUMEL` elements, grad mode on, or compiling off
+(``GAAF_NO_COMPILE=1``) or failed (:func:`forward` / :func:`backward` return None then).
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from typing import TYPE_CHECKING, Callable, Optional
+
+import torch
+import torch.fx.experimental._config as fx_config
+
+from . import compile_cache, kernels
+from .fused import _alias
+from .kernels import EAGER_COMPILE_MIN_NUMEL, _Consts, _add_compile_seconds, _announce, _give_up
+from .pointwise import _bwd, _fwd
+from .spec import GAAFSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
+Tensor = torch.Tensor
+
+_SOURCE = """
+def {name}_fwd(z, a, b):  # z: (N, C, L) contiguous; a, b: (C, 1)
+    return _fwd(z * a + b, _Consts({consts}))
+
+def {name}_fwd_r(z, a, b, r):
+    return _fwd(z * a + b + r, _Consts({consts}))
+
+def {name}_bwd(z, a, b, grad):
+    return _bwd(z * a + b, grad, _Consts({consts}))
+
+def {name}_bwd_r(z, a, b, r, grad):
+    return _bwd(z * a + b + r, grad, _Consts({consts}))
+"""
+_KINDS = ("fwd", "fwd_r", "bwd", "bwd_r")
+
+_cache: "dict[tuple[GAAFSpec, torch.dtype], dict[str, _BNKernel]]" = {}
+_lock = threading.Lock()
+_names = itertools.count()
+
+
+class _BNKernel:
+    """One kernel: loaded from the cache or compiled ahead of time on its first call, then called
+    without Dynamo's guard check (see the module doc for why that is safe here)."""
+
+    __slots__ = ("_compiled", "_path", "_namespace", "run")
+
+    def __init__(self, compiled: Callable, path: "Path", namespace: "dict[str, object]") -> None:
+        self._compiled, self._path, self._namespace = compiled, path, namespace
+        self.run: Callable[..., Tensor] = self._first_call
+
+    def _first_call(self, *args: Tensor) -> Tensor:
+        t0 = time.perf_counter()
+        try:
+            fast = compile_cache.load(self._path, self._namespace)
+            result = None
+            if fast is not None:
+                try:
+                    result = fast(*args)  # with its guards checked, once
+                except RuntimeError:  # refused (e.g. saved under another thread count): compile afresh
+                    fast = None
+            if fast is None:
+                _announce()
+                with fx_config.patch(use_duck_shape=False):  # equal sizes stay separate symbols
+                    fast = self._compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
+                compile_cache.save(self._path, fast)
+                result = fast(*args)  # with its guards checked, once
+            fast.disable_guard_check()
+            self.run = fast
+            return result
+        finally:
+            _add_compile_seconds(time.perf_counter() - t0)
+
+
+def _build(spec: GAAFSpec, dtype: torch.dtype) -> "dict[str, _BNKernel]":
+    consts = ", ".join([repr(spec.base), repr(spec.shape), repr(float(spec.frequency)), repr(spec.variant),
+                        repr({k: float(v) for k, v in spec.shape_params.items()})])
+    name = f"gaaf_bn_{next(_names)}"
+    namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
+    exec(compile(_SOURCE.format(name=name, consts=consts), f"<gaaf bn kernel {name}>", "exec"), namespace)
+    cache_source = _SOURCE.format(name="gaaf_bn", consts=consts)
+    threads = torch.get_num_threads()  # a kernel's guards hold the thread count it was compiled under
+    return {kind: _BNKernel(torch.compile(namespace[f"{name}_{kind}"], dynamic=True, fullgraph=True),
+                                 compile_cache.entry_path(cache_source, dtype, "cpu", f"bn_{kind}-t{threads}"),
+                                 namespace)
+            for kind in _KINDS}
+
+
+def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
+    key = (spec, dtype)
+    found = _cache.get(key)
+    if found is None:
+        with _lock:
+            found = _cache.get(key)
+            if found is None:
+                found = _cache[key] = _build(spec, dtype)
+    return found[kind]
+
+
+def _dims(z: Tensor) -> "tuple[int, int, int]":
+    """(N, C, L): z (N, C, ...) as N·C rows of L elements."""
+    n, c = z.shape[0], z.shape[1]
+    return n, c, z.numel() // max(n * c, 1)
+
+
+def usable(z: Tensor, residual: Optional[Tensor], spec: GAAFSpec) -> bool:
+    """Whether the compiled kernels may take this call (see the module doc)."""
+    if callable(spec.shape) or z.device.type != "cpu" or z.numel() < EAGER_COMPILE_MIN_NUMEL:
+        return False
+    if not z.is_contiguous() or (residual is not None and not residual.is_contiguous()):
+        return False
+    return min(_dims(z)) >= 2 and not torch.is_grad_enabled() and kernels.eager_compile_enabled()
+
+
+def _call(kind: str, z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor],
+          spec: GAAFSpec, grad: Optional[Tensor] = None) -> Optional[Tensor]:
+    n, c, length = _dims(z)
+    shape, stride = (n, c, length), (c * length, length, 1)
+    args = [_alias(z, shape, stride), _alias(alpha.contiguous(), (c, 1), (1, 1)), _alias(beta.contiguous(), (c, 1), (1, 1))]
+    if residual is not None:
+        args.append(_alias(residual, shape, stride))
+        kind += "_r"
+    if grad is not None:
+        args.append(_alias(grad.contiguous(), shape, stride))
+    try:
+        out = _kernel(spec, z.dtype, kind).run(*args)
+    except Exception as err:  # noqa: BLE001 - compile errors surface on the first call
+        _give_up(err)
+        return None
+    return _alias(out, z.shape, z.stride())
+
+
+def forward(z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor], spec: GAAFSpec) -> Optional[Tensor]:
+    """φ_new(z·α + β [+ r]) through the compiled kernel (call where :func:`usable`), or None where
+    compiling failed (use the plain ops)."""
+    return _call("fwd", z, alpha, beta, residual, spec)
+
+
+def backward(z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor], grad: Tensor,
+             spec: GAAFSpec) -> Optional[Tensor]:
+    """grad·φ_new'(z·α + β [+ r]) through the compiled kernel, or None (use the plain ops)."""
+    return _call("bwd", z, alpha, beta, residual, spec, grad)
+
+
+def _reset_for_tests() -> None:
+    with _lock:
+        _cache.clear()
+
+
+__all__ = ["usable", "forward", "backward"]
