@@ -12,7 +12,7 @@ Fused only when all of these hold, else the modules are called as usual:
 
 * fusion is on: not disabled by ``GAAF_NO_BN_FUSION=1`` or :func:`set_bn_fusion(False) <set_bn_fusion>`;
 * training with grad enabled, no autocast, no torch.func transform, not inside torch.compile /
-  export / ``torch.jit`` tracing (compiled training keeps the module path: Inductor already fuses
+  torch.export / ``torch.jit`` tracing (compiled training keeps the module path: Inductor already fuses
   and recomputes there), and `z` a real tensor (not a torch.fx proxy);
 * `bn` is exactly ``nn.BatchNorm2d`` (affine, tracking running statistics; momentum None is the
   cumulative average, as BatchNorm does) or exactly :class:`~.keras_bn.KerasBatchNorm2d` (batch
@@ -21,7 +21,9 @@ Fused only when all of these hold, else the modules are called as usual:
 * neither module has hooks (forward, pre-forward or backward) and no global module hooks are
   registered: probes and precise-BN hook the sites during the steps they sample, and those steps see
   the modules exactly as without fusion; neither module's ``forward`` is replaced on the instance;
-* `z` is a dense 4-D float32/float64 tensor, parameters and residual of its dtype and shape.
+* `z` is a dense 4-D float32/float64 tensor on the CPU, parameters and residual of its dtype and
+  shape. (The op itself is device-agnostic, but it has been measured and tested on the CPU only: CUDA
+  keeps cuDNN's batch norm until a GPU run shows the fused path is correct and no slower there.)
 """
 from __future__ import annotations
 
@@ -69,6 +71,11 @@ def _global_hooks() -> bool:
                 or _module._global_backward_hooks or _module._global_backward_pre_hooks)
 
 
+def _exporting() -> bool:
+    is_exporting = getattr(torch.compiler, "is_exporting", None)
+    return bool(is_exporting()) if is_exporting is not None else False
+
+
 def _autocast() -> bool:
     if _any_autocast is not None:
         return bool(_any_autocast())
@@ -90,9 +97,9 @@ def fusable(bn: nn.Module, act: nn.Module, z: object) -> bool:
         return False
     if _hooked(bn) or _hooked(act) or _global_hooks():
         return False
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _transforms_active() or _autocast():
+    if torch.compiler.is_compiling() or _exporting() or torch.jit.is_tracing() or _transforms_active() or _autocast():
         return False
-    if z.dim() != 4 or not accepts(z):
+    if z.dim() != 4 or z.device.type != "cpu" or not accepts(z):
         return False
     return bn.weight.dtype == z.dtype and bn.bias.dtype == z.dtype
 

@@ -38,6 +38,11 @@ Architecture (n residual blocks per stage; a "site" is one activation module):
 
 Trainable parameters: ResNet20 v1 273,066; ResNet56 v2 1,663,338 (as Keras's model.summary()).
 
+Every BN → activation pair (with v1's residual addition in between) goes through
+:func:`~gaaf.models.bn_act.bn_act`: in eager GAAF training it runs as one op that keeps no BN output
+for the backward (:mod:`gaaf.activations.bn_gaaf`), elsewhere it calls the modules. The modules and
+state_dict keys are the same either way; values agree to floating-point rounding.
+
 ``seed_v2_bug=True`` (v2 only) builds the seed's v2 as it ran (GAAF-keras ``models/resnet_v2.py``).
 The seed turned the example's ``activation = 'relu'`` at the top of the block loop into
 ``activation = activation`` and its head's ``Activation('relu')`` into ``Activation(activation)``.
