@@ -108,3 +108,26 @@ def test_resnet_step_with_compiled_kernels_matches_the_module_path_float64(compi
     torch.testing.assert_close(out_f, out_u, rtol=1e-10, atol=1e-10)
     for k in g_u:
         torch.testing.assert_close(g_f[k], g_u[k], rtol=1e-9, atol=1e-10, msg=k)
+
+
+@pytest.mark.slow
+def test_a_call_the_guards_refuse_runs_the_plain_ops(compiled):
+    """A kernel's guards hold the thread count it was compiled under: after a change its calls are
+    refused (checked on every call) and the op runs its plain ops, with the same results."""
+    z, w, b, _, gy = _inputs((4, 8, 32, 32), seed=2)
+    first, _ = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
+    kernel = bn_kernels._kernel(SPEC, torch.float64, "fwd")
+    threads = torch.get_num_threads()
+    mean, invstd = torch.zeros(8, dtype=torch.float64), torch.ones(8, dtype=torch.float64)
+    torch.set_num_threads(threads + 1)
+    try:
+        with torch.no_grad():
+            assert bn_kernels.forward(z, invstd, mean, None, SPEC) is None  # refused: plain ops
+        again, grads = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
+    finally:
+        torch.set_num_threads(threads)
+    assert kernel._fast is not None
+    torch.testing.assert_close(again, first, rtol=1e-12, atol=1e-12)
+    y_p, g_p = _value_and_grads(lambda *t: _plain(*t, None), (z, w, b), gy)
+    for a, e in zip(grads, g_p):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)

@@ -13,14 +13,14 @@ derivative's own pass. Both kernels evaluate x with the same expression ``z * a 
 are built without floating-point contraction on CPU, so the backward differentiates the very x the
 forward used. Kernels are compiled by ``torch.compile(dynamic=True, fullgraph=True)`` per
 (spec, dtype, direction, residual or not) on first use, ahead of time, and saved in gaaf's
-kernel cache (:mod:`.compile_cache`) like :mod:`.kernels`' flat kernels. Sizes are symbolic,
-compiled without duck sizing (sizes that happen to be equal on the first call are not tied
-together), so the kernel's guards ask only what every call here satisfies by construction: 3-D
-contiguous tensors of the kernel's dtype on the CPU, not requiring grad, α and β of shape (C, 1),
-N, C and L at least 2, grad mode off (the Function runs with it off), and the global state (thread
-count among it) of the first call. The pointwise kernels' results do not depend on the thread
-count, so, as for the flat kernels, the guard check is skipped after the first call (it costs
-tens of microseconds; :func:`usable` checks the sizes).
+kernel cache (:mod:`.compile_cache`) like :mod:`.kernels`' flat kernels, one entry per thread
+count (a kernel's guards hold the global state it was compiled under, the thread count among it).
+Sizes are symbolic and compiled without duck sizing (sizes that happen to be equal on the first
+call are not tied together). Every call checks the kernel's guards (tens of microseconds, against
+a kernel call of 0.3–3 ms at a ResNet's sites): the arguments here are 3-D contiguous tensors of the
+kernel's dtype on the CPU, not requiring grad, α and β of shape (C, 1), N, C and L at least 2
+(:func:`usable` checks the sizes), so the guards refuse a call only when the global state changed
+(e.g. the thread count was changed after the first call); that call runs the plain ops.
 
 Plain ops instead (:mod:`.bn_gaaf`; the same values up to rounding, plain ``addcmul`` may round x
 differently from the kernel) on a non-CPU device, a non-contiguous z or r, N, C or L below 2, a
@@ -69,36 +69,37 @@ _names = itertools.count()
 
 
 class _BNKernel:
-    """One kernel: loaded from the cache or compiled ahead of time on its first call, then called
-    without Dynamo's guard check (see the module doc for why that is safe here)."""
+    """One kernel: loaded from the cache or compiled ahead of time on its first call. Every call
+    checks the kernel's guards first (``guard_check``, a boolean: no error message is built) and
+    returns None where they refuse the arguments, so the caller runs the plain ops instead."""
 
-    __slots__ = ("_compiled", "_path", "_namespace", "run")
+    __slots__ = ("_compiled", "_path", "_namespace", "_fast")
 
     def __init__(self, compiled: Callable, path: "Path", namespace: "dict[str, object]") -> None:
         self._compiled, self._path, self._namespace = compiled, path, namespace
-        self.run: Callable[..., Tensor] = self._first_call
+        self._fast: Optional[Callable] = None
 
-    def _first_call(self, *args: Tensor) -> Tensor:
+    def _first_call(self, args: "tuple[Tensor, ...]") -> Callable:
         t0 = time.perf_counter()
         try:
             fast = compile_cache.load(self._path, self._namespace)
-            result = None
-            if fast is not None:
-                try:
-                    result = fast(*args)  # with its guards checked, once
-                except RuntimeError:  # refused (e.g. saved under another thread count): compile afresh
-                    fast = None
-            if fast is None:
+            if fast is None or not fast.guard_check(*args):  # absent, or saved under other global state
                 _announce()
                 with fx_config.patch(use_duck_shape=False):  # equal sizes stay separate symbols
                     fast = self._compiled.aot_compile((args, {}))  # type: ignore[attr-defined]
                 compile_cache.save(self._path, fast)
-                result = fast(*args)  # with its guards checked, once
-            fast.disable_guard_check()
-            self.run = fast
-            return result
+            fast.disable_guard_check()  # checked here, by guard_check, instead
+            return fast
         finally:
             _add_compile_seconds(time.perf_counter() - t0)
+
+    def run(self, *args: Tensor) -> Optional[Tensor]:
+        fast = self._fast
+        if fast is None:
+            fast = self._fast = self._first_call(args)
+        if not fast.guard_check(*args):
+            return None
+        return fast(*args)
 
 
 def _build(spec: GAAFSpec, dtype: torch.dtype) -> "dict[str, _BNKernel]":
@@ -156,12 +157,12 @@ def _call(kind: str, z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[
     except Exception as err:  # noqa: BLE001 - compile errors surface on the first call
         _give_up(err)
         return None
-    return _alias(out, z.shape, z.stride())
+    return None if out is None else _alias(out, z.shape, z.stride())
 
 
 def forward(z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor], spec: GAAFSpec) -> Optional[Tensor]:
     """φ_new(z·α + β [+ r]) through the compiled kernel (call where :func:`usable`), or None where
-    compiling failed (use the plain ops)."""
+    compiling failed or the kernel's guards refuse the call (use the plain ops)."""
     return _call("fwd", z, alpha, beta, residual, spec)
 
 
