@@ -250,3 +250,7 @@ def test_resnet20_v1_saves_no_more_than_relu_but_the_projection_outputs():
     assert gaaf[2] == relu[2] + projections - per_channel
     site_inputs = n * 4 * (7 * 16 * 32 * 32 + 6 * 32 * 16 * 16 + 6 * 64 * 8 * 8)
     assert unfused[0] == gaaf[0] + site_inputs - projections
+    # option A: the zero-padded residuals are kept instead, but relu's step keeps the outputs the next
+    # stage's strided conv pads (its own padded copy is what that conv keeps): less than relu in all
+    relu_a, gaaf_a = saved("relu", True, shortcut="A"), saved("gaaf_relu", True, shortcut="A", shift=-1.0)
+    assert gaaf_a[2] < relu_a[2]
