@@ -56,14 +56,18 @@ def _plain(z, w, b, r):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("residual", [False, True], ids=["no_residual", "residual"])
-def test_compiled_kernels_match_autograd_of_the_plain_composition_float64(compiled, residual):
+def test_compiled_kernels_match_autograd_of_the_plain_composition_float64(compiled, residual, layout):
     z, w, b, r, gy = _inputs((4, 8, 32, 32))  # 32,768 elements: the kernels' minimum
+    if layout == "channels_last":
+        z, r = (t.contiguous(memory_format=torch.channels_last) for t in (z, r))
     tensors = (z, w, b, r) if residual else (z, w, b)
     y_k, g_k = _value_and_grads(lambda *t: bn_gaaf(*t[:3], SPEC, residual=t[3] if residual else None, eps=EPS),
                                 tensors, gy)
-    kind = "_r" if residual else ""
+    kind = ("_r" if residual else "") + ("_cl" if layout == "channels_last" else "")
     assert compiled == [(torch.float64, "fwd" + kind), (torch.float64, "bwd" + kind)]
+    assert y_k.stride() == z.stride()
     y_p, g_p = _value_and_grads(lambda *t: _plain(*t[:3], t[3] if residual else None), tensors, gy)
     assert (y_k - y_p).abs().max().item() <= 1e-12
     for name, a, e in zip("zwbr", g_k, g_p):
@@ -71,12 +75,12 @@ def test_compiled_kernels_match_autograd_of_the_plain_composition_float64(compil
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["small", "one_sample", "channels_last", "residual_channels_last"])
+@pytest.mark.parametrize("case", ["small", "one_sample", "permuted", "residual_channels_last"])
 def test_plain_ops_where_the_kernels_do_not_apply(compiled, case):
     shape = {"small": (2, 4, 8, 8), "one_sample": (1, 8, 64, 64)}.get(case, (4, 8, 32, 32))
     z, w, b, r, gy = _inputs(shape, seed=1)
-    if case == "channels_last":
-        z = z.contiguous(memory_format=torch.channels_last)
+    if case == "permuted":  # dense, but neither contiguous nor channels_last: (N, C, H, W) stored as (C, N, W, H)
+        z = z.permute(1, 0, 3, 2).contiguous().permute(1, 0, 3, 2)
     residual = r.contiguous(memory_format=torch.channels_last) if case == "residual_channels_last" else None
     tensors = (z, w, b)
     y, g = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, residual=residual, eps=EPS), tensors, gy)

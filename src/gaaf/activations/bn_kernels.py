@@ -1,7 +1,8 @@
 r"""Compiled kernels of :mod:`.bn_gaaf`: the per-channel affine and GAAF in one pass each way.
 
 A contiguous z (N, C, H, W) is seen as (N, C, L = H·W), with α (C, 1) and β (C, 1) broadcast over
-N and L (α_c = invstd_c·w_c, β_c = b_c − μ_c·α_c):
+N and L, a channels_last one as (M = N·H·W, C) with α (C,) and β (C,) (α_c = invstd_c·w_c,
+β_c = b_c − μ_c·α_c):
 
 .. math::
 
@@ -12,18 +13,19 @@ so the forward reads z (and r) and writes y, never x, and the backward recompute
 derivative's own pass. Both kernels evaluate x with the same expression ``z * a + b (+ r)`` and
 are built without floating-point contraction on CPU, so the backward differentiates the very x the
 forward used. Kernels are compiled by ``torch.compile(dynamic=True, fullgraph=True)`` per
-(spec, dtype, direction, residual or not) on first use, ahead of time, and saved in gaaf's
+(spec, dtype, direction, residual or not, layout) on first use, ahead of time, and saved in gaaf's
 kernel cache (:mod:`.compile_cache`) like :mod:`.kernels`' flat kernels, one entry per thread
 count (a kernel's guards hold the global state it was compiled under, the thread count among it).
 Sizes are symbolic and compiled without duck sizing (sizes that happen to be equal on the first
 call are not tied together). Every call checks the kernel's guards (tens of microseconds, against
-a kernel call of 0.3–3 ms at a ResNet's sites): the arguments here are 3-D contiguous tensors of the
-kernel's dtype on the CPU, not requiring grad, α and β of shape (C, 1), N, C and L at least 2
+a kernel call of 0.3–3 ms at a ResNet's sites): the arguments here are contiguous tensors of the
+layout's shape and the kernel's dtype on the CPU, not requiring grad, every size at least 2
 (:func:`usable` checks the sizes), so the guards refuse a call only when the global state changed
 (e.g. the thread count was changed after the first call); that call runs the plain ops.
 
 Plain ops instead (:mod:`.bn_gaaf`; the same values up to rounding, plain ``addcmul`` may round x
-differently from the kernel) on a non-CPU device, a non-contiguous z or r, N, C or L below 2, a
+differently from the kernel) on a non-CPU device, a z neither contiguous nor channels_last, an r
+laid out otherwise than z (a grad laid out otherwise is copied into z's layout), a size below 2, a
 tensor under :data:`~.kernels.EAGER_COMPILE_MIN_NUMEL` elements, grad mode on, or compiling off
 (``GAAF_NO_COMPILE=1``) or failed (:func:`forward` / :func:`backward` return None then).
 """
@@ -49,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Tensor = torch.Tensor
 
 _SOURCE = """
-def {name}_fwd(z, a, b):  # z: (N, C, L) contiguous; a, b: (C, 1)
+def {name}_fwd(z, a, b):  # z: (N, C, L) and a, b: (C, 1), or z: (M, C) and a, b: (C,); contiguous
     return _fwd(z * a + b, _Consts({consts}))
 
 def {name}_fwd_r(z, a, b, r):
@@ -110,10 +112,11 @@ def _build(spec: GAAFSpec, dtype: torch.dtype) -> "dict[str, _BNKernel]":
     exec(compile(_SOURCE.format(name=name, consts=consts), f"<gaaf bn kernel {name}>", "exec"), namespace)
     cache_source = _SOURCE.format(name="gaaf_bn", consts=consts)
     threads = torch.get_num_threads()  # a kernel's guards hold the thread count it was compiled under
-    return {kind: _BNKernel(torch.compile(namespace[f"{name}_{kind}"], dynamic=True, fullgraph=True),
-                                 compile_cache.entry_path(cache_source, dtype, "cpu", f"bn_{kind}-t{threads}"),
-                                 namespace)
-            for kind in _KINDS}
+    # one kernel per layout: the same function compiled for (N, C, L) with (C, 1) and for (M, C) with (C,)
+    return {kind + layout: _BNKernel(torch.compile(namespace[f"{name}_{kind}"], dynamic=True, fullgraph=True),
+                                     compile_cache.entry_path(cache_source, dtype, "cpu",
+                                                              f"bn_{kind}{layout}-t{threads}"), namespace)
+            for kind in _KINDS for layout in ("", "_cl")}
 
 
 def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
@@ -127,33 +130,49 @@ def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
     return found[kind]
 
 
-def _dims(z: Tensor) -> "tuple[int, int, int]":
-    """(N, C, L): z (N, C, ...) as N·C rows of L elements."""
+def _channels_last(z: Tensor) -> bool:
+    return z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last)
+
+
+def _view(z: Tensor) -> "tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], str]":
+    """(shape, strides) of z's memory as the kernels see it, α's and β's shape, and the layout's
+    kernel suffix: (N, C, L = H·W) and (C, 1) for a contiguous z, (M = N·H·W, C) and (C,) for a
+    channels_last one."""
     n, c = z.shape[0], z.shape[1]
-    return n, c, z.numel() // max(n * c, 1)
+    if _channels_last(z):
+        m = z.numel() // c
+        return (m, c), (c, 1), (c,), "_cl"
+    length = z.numel() // max(n * c, 1)
+    return (n, c, length), (c * length, length, 1), (c, 1), ""
 
 
 def usable(z: Tensor, residual: Optional[Tensor], spec: GAAFSpec) -> bool:
     """Whether the compiled kernels may take this call (see the module doc)."""
     if callable(spec.shape) or z.device.type != "cpu" or z.numel() < EAGER_COMPILE_MIN_NUMEL:
         return False
-    if not z.is_contiguous() or (residual is not None and not residual.is_contiguous()):
+    if not (z.is_contiguous() or _channels_last(z)):
         return False
-    return min(_dims(z)) >= 2 and not torch.is_grad_enabled() and kernels.eager_compile_enabled()
+    if residual is not None and residual.stride() != z.stride():
+        return False
+    shape, _, _, _ = _view(z)
+    return min(shape) >= 2 and not torch.is_grad_enabled() and kernels.eager_compile_enabled()
 
 
 def _call(kind: str, z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor],
           spec: GAAFSpec, grad: Optional[Tensor] = None) -> Optional[Tensor]:
-    n, c, length = _dims(z)
-    shape, stride = (n, c, length), (c * length, length, 1)
-    args = [_alias(z, shape, stride), _alias(alpha.contiguous(), (c, 1), (1, 1)), _alias(beta.contiguous(), (c, 1), (1, 1))]
+    shape, stride, affine_shape, layout = _view(z)
+    affine_stride = (1,) * len(affine_shape)
+    args = [_alias(z, shape, stride), _alias(alpha.contiguous(), affine_shape, affine_stride),
+            _alias(beta.contiguous(), affine_shape, affine_stride)]
     if residual is not None:
         args.append(_alias(residual, shape, stride))
         kind += "_r"
     if grad is not None:
-        args.append(_alias(grad.contiguous(), shape, stride))
+        if grad.stride() != z.stride():  # e.g. an expanded (stride 0) grad: a copy in z's layout
+            grad = torch.empty_strided(z.shape, z.stride(), dtype=grad.dtype, device=grad.device).copy_(grad)
+        args.append(_alias(grad, shape, stride))
     try:
-        out = _kernel(spec, z.dtype, kind).run(*args)
+        out = _kernel(spec, z.dtype, kind + layout).run(*args)
     except Exception as err:  # noqa: BLE001 - compile errors surface on the first call
         _give_up(err)
         return None
