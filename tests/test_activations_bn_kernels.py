@@ -28,7 +28,8 @@ def compiled(monkeypatch):
     fused.set_eager_compile(True)
     used: list = []
     real = bn_kernels._kernel
-    monkeypatch.setattr(bn_kernels, "_kernel", lambda spec, dtype, kind: used.append((dtype, kind)) or real(spec, dtype, kind))
+    monkeypatch.setattr(bn_kernels, "_kernel",
+                        lambda spec, dtype, kind: used.append((dtype, kind)) or real(spec, dtype, kind))
     yield used
     fused.set_eager_compile(False)
     assert kernels.compile_failure() is None, kernels.compile_failure()

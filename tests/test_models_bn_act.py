@@ -243,7 +243,8 @@ def test_resnet20_v1_saves_no_more_than_relu_but_the_projection_outputs():
         torch.manual_seed(0)
         return _saved_big(resnet_v1(20, activation=activation, **kw), x)
 
-    relu, gaaf, unfused = saved("relu", True), saved("gaaf_relu", True, shift=-1.0), saved("gaaf_relu", False, shift=-1.0)
+    relu, gaaf = saved("relu", True), saved("gaaf_relu", True, shift=-1.0)
+    unfused = saved("gaaf_relu", False, shift=-1.0)
     projections = n * (32 * 16 * 16 + 64 * 8 * 8) * 4
     assert gaaf[0] == relu[0] + projections
     per_channel = 4 * (7 * 16 + 6 * 32 + 6 * 64)

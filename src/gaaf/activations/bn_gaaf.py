@@ -24,18 +24,27 @@ exact derivative of the function the forward computed), then
     \frac{\partial L}{\partial r} = \frac{\partial L}{\partial x}
 
 and ∂L/∂z, ∂L/∂w, ∂L/∂b from ATen's own training-mode batch-norm backward given ∂L/∂x
-(``native_batch_norm_backward``: the batch statistics' dependence on z included). The pointwise
-part runs exactly as :class:`~.fused.GAAFFn` does (compiled flat kernels or plain ops,
-:mod:`.kernels`). The statistics come from ``torch.batch_norm_update_stats``, the routine behind
-``nn.BatchNorm2d``'s CPU training forward: μ is bitwise BatchNorm's, and running statistics passed
-in are updated exactly as BatchNorm updates them (``running ← (1 − m)·running + m·batch``, the
-variance unbiased, n/(n − 1)). invstd is computed in float64 and rounded once (what ATen does
-for float32). x itself is computed by these plain ops, not by BatchNorm's kernel, so the output
-may differ from ``gaaf(batch_norm(z) + r)`` by floating-point rounding (x by an ulp or so, and the
-sawtooth by one step where x·K lands within rounding of an integer).
+(``native_batch_norm_backward``: the batch statistics' dependence on z included). The statistics
+come from ``torch.batch_norm_update_stats``, the routine behind ``nn.BatchNorm2d``'s CPU training
+forward: μ and the updated running statistics are BatchNorm's (bitwise where checked: float32 and
+float64, contiguous, this project's 2-core Xeon). Running statistics passed in are updated as
+BatchNorm updates them (``running ← (1 − m)·running + m·batch``, the variance unbiased, n/(n − 1)).
+invstd is computed in float64 and rounded once (what ATen does for float32).
 
-Cost: one more elementwise pass in the backward (recomputing x) for one activation-sized tensor
-less per site between forward and backward. Not double-differentiable (``once_differentiable``).
+The pointwise part, two ways (chosen in the forward; the backward recomputes x the same way):
+
+* **compiled** (:mod:`.bn_kernels`, where eager compiling is on and z is a contiguous or
+  channels_last CPU tensor of ≥ 32,768 elements): one kernel computes y from z, α, β (and r), x
+  never reaching memory, and one computes ∂L/∂x from z, α, β (r) and ∂L/∂y, recomputing x inside
+  the derivative's own pass: no pass more than the unfused op's, one less in the forward.
+* **plain**: x by ``torch.addcmul`` (+ r), then :class:`~.fused.GAAFFn`'s own forward/backward on it
+  (flat compiled kernels or plain math, :mod:`.kernels`): one elementwise pass more in the backward
+  (recomputing x) than the unfused op.
+
+x is not computed by BatchNorm's kernel, so the output may differ from ``gaaf(batch_norm(z) + r)``
+by floating-point rounding (x by an ulp or so, and the sawtooth by one step where x·K lands within
+rounding of an integer); the compiled and the plain path may differ from each other the same way.
+Not double-differentiable (``once_differentiable``).
 """
 from __future__ import annotations
 

@@ -19,8 +19,9 @@ Fused only when all of these hold, else the modules are called as usual:
   statistics, then its own zero-debiased update), in training mode;
 * `act` is exactly :class:`gaaf.GAAF` with a named (not callable) shape;
 * neither module has hooks (forward, pre-forward or backward) and no global module hooks are
-  registered: probes and precise-BN hook the sites during the steps they sample, and those steps see
-  the modules exactly as without fusion; neither module's ``forward`` is replaced on the instance;
+  registered: probes hook the sites, and precise-BN the BatchNorms, in the steps they sample, and
+  those steps see the modules exactly as without fusion; neither module's ``forward`` is replaced
+  on the instance;
 * `z` is a dense 4-D float32/float64 tensor on the CPU, parameters and residual of its dtype and
   shape. (The op itself is device-agnostic, but it has been measured and tested on the CPU only: CUDA
   keeps cuDNN's batch norm until a GPU run shows the fused path is correct and no slower there.)
