@@ -136,3 +136,31 @@ def test_a_call_the_guards_refuse_runs_the_plain_ops(compiled):
     y_p, g_p = _value_and_grads(lambda *t: _plain(*t, None), (z, w, b), gy)
     for a, e in zip(grads, g_p):
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_compiled_statistics_follow_batchnorm(compiled, monkeypatch, dtype, layout):
+    """The one-pass statistics kernel: the output and the running statistics of three training steps
+    as nn.BatchNorm2d's (to rounding: Welford against BatchNorm's two passes)."""
+    stats_calls: list = []
+    real = bn_kernels._stats_kernel
+    monkeypatch.setattr(bn_kernels, "_stats_kernel", lambda d, lay: stats_calls.append((d, lay)) or real(d, lay))
+    bn = torch.nn.BatchNorm2d(8, eps=EPS, momentum=0.1).to(dtype)
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for step in range(3):
+        z, w, b, _, _ = _inputs((4, 8, 32, 32), seed=10 + step, dtype=dtype)
+        if layout == "channels_last":
+            z = z.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            bn.weight.copy_(w)
+            bn.bias.copy_(b)
+        expected = reference.gaaf_reference(bn(z), base="relu", shift=-1.0)
+        got = bn_gaaf(z, w, b, SPEC, running_mean=mean, running_var=var, momentum=0.1, eps=EPS)
+        # float32: x within a few ulps, so the sawtooth may sit one step (1/K) apart
+        torch.testing.assert_close(got, expected, rtol=tol, atol=tol if dtype == torch.float64 else 1.01e-4)
+    assert stats_calls == [(dtype, "_cl" if layout == "channels_last" else "")] * 3
+    torch.testing.assert_close(mean, bn.running_mean, rtol=tol, atol=tol)
+    torch.testing.assert_close(var, bn.running_var, rtol=tol, atol=tol)

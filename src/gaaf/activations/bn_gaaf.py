@@ -74,8 +74,21 @@ def accepts(z: object) -> bool:
 def batch_stats(z: Tensor, running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float,
                 eps: float) -> "tuple[Tensor, Tensor]":
     """(μ, invstd) of z over every dimension but 1; running statistics given are updated in place
-    as ``nn.BatchNorm2d`` does in training (weight `momentum` on the batch, unbiased variance)."""
-    mean, var = torch.batch_norm_update_stats(z, running_mean, running_var, momentum)
+    as ``nn.BatchNorm2d`` does in training (weight `momentum` on the batch, unbiased variance).
+
+    Where the compiled kernels apply, μ and σ² come from one compiled pass (:func:`.bn_kernels.batch_stats`,
+    Welford) and the running statistics are updated here with BatchNorm's formula; elsewhere from
+    ``torch.batch_norm_update_stats`` (two passes; BatchNorm's own routine, running statistics included).
+    """
+    stats = bn_kernels.batch_stats(z) if not _plain_only(z) and bn_kernels.usable(z) else None
+    if stats is None:
+        mean, var = torch.batch_norm_update_stats(z, running_mean, running_var, momentum)
+    else:
+        mean, var = stats
+        n = z.numel() // z.shape[1]
+        for running, batch in ((running_mean, mean), (running_var, var * (n / (n - 1)))):
+            if running is not None:  # running ← m·batch + (1 − m)·running
+                running.copy_(batch * momentum + running * (1.0 - momentum))
     invstd = torch.rsqrt(var.to(torch.float64) + eps).to(var.dtype)
     return mean, invstd
 

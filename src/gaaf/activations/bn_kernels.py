@@ -65,6 +65,18 @@ def {name}_bwd_r(z, a, b, r, grad):
 """
 _KINDS = ("fwd", "fwd_r", "bwd", "bwd_r")
 
+#: the batch statistics (mean, biased variance) per channel: one pass (Welford) over z, per layout
+_STATS_SOURCE = """
+def gaaf_bn_stats(z):  # (N, C, L)
+    var, mean = torch.var_mean(z, dim=(0, 2), correction=0)
+    return mean, var
+
+def gaaf_bn_stats_cl(z):  # (M, C)
+    var, mean = torch.var_mean(z, dim=0, correction=0)
+    return mean, var
+"""
+_stats_cache: "dict[tuple[torch.dtype, str], _BNKernel]" = {}
+
 _cache: "dict[tuple[GAAFSpec, torch.dtype], dict[str, _BNKernel]]" = {}
 _lock = threading.Lock()
 _names = itertools.count()
@@ -130,6 +142,22 @@ def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
     return found[kind]
 
 
+def _stats_kernel(dtype: torch.dtype, layout: str) -> _BNKernel:
+    key = (dtype, layout)
+    found = _stats_cache.get(key)
+    if found is None:
+        with _lock:
+            found = _stats_cache.get(key)
+            if found is None:
+                namespace: "dict[str, object]" = {"torch": torch}
+                exec(compile(_STATS_SOURCE, "<gaaf bn stats kernels>", "exec"), namespace)
+                threads = torch.get_num_threads()
+                path = compile_cache.entry_path(_STATS_SOURCE, dtype, "cpu", f"bn_stats{layout}-t{threads}")
+                found = _stats_cache[key] = _BNKernel(
+                    torch.compile(namespace[f"gaaf_bn_stats{layout}"], dynamic=True, fullgraph=True), path, namespace)
+    return found
+
+
 def _channels_last(z: Tensor) -> bool:
     return z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last)
 
@@ -146,9 +174,10 @@ def _view(z: Tensor) -> "tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]
     return (n, c, length), (c * length, length, 1), (c, 1), ""
 
 
-def usable(z: Tensor, residual: Optional[Tensor], spec: GAAFSpec) -> bool:
-    """Whether the compiled kernels may take this call (see the module doc)."""
-    if callable(spec.shape) or z.device.type != "cpu" or z.numel() < EAGER_COMPILE_MIN_NUMEL:
+def usable(z: Tensor, residual: Optional[Tensor] = None, spec: Optional[GAAFSpec] = None) -> bool:
+    """Whether the compiled kernels may take this call (see the module doc); without a spec, the
+    statistics kernel."""
+    if (spec is not None and callable(spec.shape)) or z.device.type != "cpu" or z.numel() < EAGER_COMPILE_MIN_NUMEL:
         return False
     if not (z.is_contiguous() or _channels_last(z)):
         return False
@@ -156,6 +185,17 @@ def usable(z: Tensor, residual: Optional[Tensor], spec: GAAFSpec) -> bool:
         return False
     shape, _, _, _ = _view(z)
     return min(shape) >= 2 and not torch.is_grad_enabled() and kernels.eager_compile_enabled()
+
+
+def batch_stats(z: Tensor) -> "Optional[tuple[Tensor, Tensor]]":
+    """(mean, biased variance) of z per channel in one pass (call where :func:`usable`), or None
+    where compiling failed or the kernel's guards refuse the call."""
+    shape, stride, _, layout = _view(z)
+    try:
+        return _stats_kernel(z.dtype, layout).run(_alias(z, shape, stride))
+    except Exception as err:  # noqa: BLE001 - compile errors surface on the first call
+        _give_up(err)
+        return None
 
 
 def _call(kind: str, z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor],
@@ -194,6 +234,7 @@ def backward(z: Tensor, alpha: Tensor, beta: Tensor, residual: Optional[Tensor],
 def _reset_for_tests() -> None:
     with _lock:
         _cache.clear()
+        _stats_cache.clear()
 
 
-__all__ = ["usable", "forward", "backward"]
+__all__ = ["usable", "batch_stats", "forward", "backward"]
