@@ -24,17 +24,19 @@ exact derivative of the function the forward computed), then
     \frac{\partial L}{\partial r} = \frac{\partial L}{\partial x}
 
 and ∂L/∂z, ∂L/∂w, ∂L/∂b from ATen's own training-mode batch-norm backward given ∂L/∂x
-(``native_batch_norm_backward``: the batch statistics' dependence on z included). The statistics
-come from ``torch.batch_norm_update_stats``, the routine behind ``nn.BatchNorm2d``'s CPU training
-forward: μ and the updated running statistics are BatchNorm's (bitwise where checked: float32 and
-float64, contiguous, this project's 2-core Xeon). Running statistics passed in are updated as
-BatchNorm updates them (``running ← (1 − m)·running + m·batch``, the variance unbiased, n/(n − 1)).
-invstd is computed in float64 and rounded once (what ATen does for float32).
+(``native_batch_norm_backward``: the batch statistics' dependence on z included). The statistics:
+where the compiled kernels apply (below), one compiled pass over z (Welford, :mod:`.bn_kernels`),
+the running statistics then updated with BatchNorm's formula (``running ← (1 − m)·running + m·batch``,
+the variance unbiased, n/(n − 1)), equal to BatchNorm's to rounding; elsewhere
+``torch.batch_norm_update_stats``, the routine behind ``nn.BatchNorm2d``'s CPU training forward, which
+updates the running statistics itself (μ and the running statistics bitwise BatchNorm's where checked:
+float32 and float64, contiguous, this project's 2-core Xeon). invstd is computed in float64 and
+rounded once (what ATen does for float32).
 
 The pointwise part, two ways (chosen in the forward; the backward recomputes x the same way):
 
 * **compiled** (:mod:`.bn_kernels`, where eager compiling is on and z is a contiguous or
-  channels_last CPU tensor of ≥ 32,768 elements): one kernel computes y from z, α, β (and r), x
+  channels_last CPU tensor of ≥ 32,768 elements, every size ≥ 2): one kernel computes y from z, α, β (and r), x
   never reaching memory, and one computes ∂L/∂x from z, α, β (r) and ∂L/∂y, recomputing x inside
   the derivative's own pass: no pass more than the unfused op's, one less in the forward.
 * **plain**: x by ``torch.addcmul`` (+ r), then :class:`~.fused.GAAFFn`'s own forward/backward on it
