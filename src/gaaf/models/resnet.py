@@ -38,6 +38,11 @@ Architecture (n residual blocks per stage; a "site" is one activation module):
 
 Trainable parameters: ResNet20 v1 273,066; ResNet56 v2 1,663,338 (as Keras's model.summary()).
 
+Every BN → activation pair (with v1's residual addition in between) goes through
+:func:`~gaaf.models.bn_act.bn_act`: in eager GAAF training it runs as one op that keeps no BN output
+for the backward (:mod:`gaaf.activations.bn_gaaf`), elsewhere it calls the modules. The modules and
+state_dict keys are the same either way; values agree to floating-point rounding.
+
 ``seed_v2_bug=True`` (v2 only) builds the seed's v2 as it ran (GAAF-keras ``models/resnet_v2.py``).
 The seed turned the example's ``activation = 'relu'`` at the top of the block loop into
 ``activation = activation`` and its head's ``Activation('relu')`` into ``Activation(activation)``.
@@ -71,6 +76,7 @@ import torch
 from torch import nn
 
 from ._init import batch_norm2d, init_keras_
+from .bn_act import BNAct, ConvBNAct, bn_act, fusable
 from ._sites import ActivationArg, SiteFactory, site_factory
 from .keras_bn import KerasBatchNorm2d
 from .layers import SHORTCUTS, Conv2dSame, ZeroPadShortcut, check_shortcut, conv1x1, conv3x3
@@ -119,9 +125,11 @@ class BasicBlock(nn.Module):
         self.act2 = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act1(self.bn1(self.conv1(x)))  # (N, planes, H/s, W/s)
-        y = self.bn2(self.conv2(y))
-        return self.act2(self.shortcut(x) + y)
+        y = bn_act(self.bn1, self.act1, self.conv1(x))  # (N, planes, H/s, W/s)
+        z = self.conv2(y)
+        if fusable(self.bn2, self.act2, z):  # eager GAAF training: BN + shortcut + act as one op
+            return bn_act(self.bn2, self.act2, z, self.shortcut(x))
+        return self.act2(self.shortcut(x) + self.bn2(z))
 
 
 class Bottleneck(nn.Module):
@@ -161,9 +169,9 @@ class Bottleneck(nn.Module):
         self.shortcut = conv1x1(in_planes, out_planes, stride) if project else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv1(self.act1(self.bn1(x)))  # (N, mid, H/s, W/s)
-        y = self.conv2(self.act2(self.bn2(y)))
-        y = self.conv3(self.act3(self.bn3(y)))  # (N, out, H/s, W/s)
+        y = self.conv1(bn_act(self.bn1, self.act1, x))  # (N, mid, H/s, W/s)
+        y = self.conv2(bn_act(self.bn2, self.act2, y))
+        y = self.conv3(bn_act(self.bn3, self.act3, y))  # (N, out, H/s, W/s)
         return self.shortcut(x) + y
 
 
@@ -241,7 +249,7 @@ def _resnet(
     norm = norm_factory(batch_norm, keras2_batch_norm)
     # the stem gets its own activation only when asked (stem_activation="relu" = the seed's v1)
     stem_act = act if stem_activation is None else site_factory(stem_activation, what="stem_activation")
-    stem = nn.Sequential(OrderedDict(conv=conv3x3(in_channels, 16), bn=norm(16), act=stem_act()))
+    stem = ConvBNAct(OrderedDict(conv=conv3x3(in_channels, 16), bn=norm(16), act=stem_act()))
 
     if version == 1:
         stages, out_planes = _v1_stages(n, act, norm, shortcut)
@@ -252,7 +260,7 @@ def _resnet(
                              "as the Keras example (--shortcut B; the he2016 preset sets A, for He et al.'s v1 nets)")
         stages, out_planes = _v2_stages(n, act, norm, seed_v2_bug)
         # the seed's v2 bug: its head was BN → Activation(None), i.e. linear
-        head = nn.Sequential(OrderedDict(bn=norm(out_planes), act=nn.Identity() if seed_v2_bug else act()))
+        head = BNAct(OrderedDict(bn=norm(out_planes), act=nn.Identity() if seed_v2_bug else act()))
 
     model = ResNet(stem, stages, head, out_planes * pooled, num_classes, version=version, depth=depth)
     return init_keras_(model, "he_normal")
