@@ -97,11 +97,32 @@ def test_cache_dir_is_keyed_by_python_torch_cpu_capability_and_gaaf(monkeypatch,
                 compile_cache.entry_path("src2", torch.float32, "cpu", "fwd")}) == 4
 
 
+def test_kernels_are_per_thread_count(fake_compile):
+    """Inductor's CPU code fixes its thread count when generated and the kernels run unguarded, so a
+    kernel built under one torch thread count is never used under another, in memory or on disk."""
+    spec = GAAFSpec.build("relu", "sigmoid", shift=-1.0)
+    x = torch.randn(N)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernels._kernels(spec, x)
+        kernels.forward_flat(x, spec)
+        torch.set_num_threads(2)
+        two = kernels._kernels(spec, x)
+        kernels.forward_flat(x, spec)
+    finally:
+        torch.set_num_threads(before)
+    assert one is not two and len(fake_compile) == 2  # one forward compiled per thread count
+    assert [k._path.name.split("-")[:2] for k in one] == [["fwd", "t1"], ["bwd", "t1"]]
+    assert [k._path.name.split("-")[:2] for k in two] == [["fwd", "t2"], ["bwd", "t2"]]
+    assert kernels._kernels(spec, x) is (one if before == 1 else two if before == 2 else kernels._kernels(spec, x))
+
+
 def test_corrupt_cache_entry_warns_once_and_compiles(fake_compile):
     spec = GAAFSpec.build("relu", "sigmoid", shift=-1.0)
     x = torch.randn(N)
     kernels._kernels(spec, x)  # builds (not yet compiles) the kernels: their cache files are known
-    fwd, bwd = kernels._cache[(spec, torch.float32, "cpu")]
+    fwd, bwd = kernels._cache[(spec, torch.float32, "cpu", torch.get_num_threads())]
     for k in (fwd, bwd):
         k._path.parent.mkdir(parents=True, exist_ok=True)
         k._path.write_bytes(b"not a compiled kernel")

@@ -130,9 +130,10 @@ def _build(spec: "GAAFSpec", name: str, dtype: torch.dtype, device_type: str) ->
     exec(compile(source, f"<gaaf kernel {name}>", "exec"), namespace)
     fwd, bwd = namespace[f"{name}_fwd"], namespace[f"{name}_bwd"]
     cache_source = _KERNEL_SOURCE.format(name="gaaf", consts=consts)  # the kernel, whatever its name here
+    threads = f"-t{torch.get_num_threads()}" if device_type == "cpu" else ""  # see _kernels
     return tuple(  # type: ignore[return-value]
         _Kernel(torch.compile(f, dynamic=True, fullgraph=True), device_type,
-                compile_cache.entry_path(cache_source, dtype, device_type, direction), namespace)
+                compile_cache.entry_path(cache_source, dtype, device_type, direction + threads), namespace)
         for f, direction in ((fwd, "fwd"), (bwd, "bwd")))
 
 
@@ -225,7 +226,15 @@ def compile_seconds() -> float:
 
 
 def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
-    key = (spec, x.dtype, x.device.type)  # a spec is hashable; equal specs share kernels
+    """The kernels for (spec, dtype, device type) and, on CPU, the current torch thread count.
+
+    Inductor's CPU code fixes its OpenMP thread count when it is generated, and the kernels run
+    without guards: one built under 1 thread (a `gaaf sweep --jobs auto` job) would run on one core
+    in a 2-thread process (measured: 2,097,152 elements forward + backward, 6.7–8.6 ms against
+    3.7–4.1 ms on a 2-core Xeon), and one built under 2 threads would oversubscribe a 1-thread job.
+    So each thread count has its own kernels, in memory and on disk (``fwd-t2``, ``bwd-t1``, ...)."""
+    threads = torch.get_num_threads() if x.device.type == "cpu" else 0
+    key = (spec, x.dtype, x.device.type, threads)  # a spec is hashable; equal specs share kernels
     kernels = _cache.get(key)
     if kernels is None:
         with _lock:
