@@ -65,7 +65,7 @@ def compiled(compile_on, monkeypatch):
     real = kernels._kernels
 
     def spy(spec, x):
-        used.append((spec, x.dtype, x.device.type))
+        used.append(kernels.cache_key(spec, x))
         return real(spec, x)
 
     monkeypatch.setattr(kernels, "_kernels", spy)
@@ -165,7 +165,7 @@ def test_compiled_matches_plain_float32(compiled):
     gy = torch.randn(N, generator=gen)
     y_c, g_c = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
     assert torch.isfinite(y_c).all() and torch.isfinite(g_c).all()
-    assert compiled == [(SPEC, torch.float32, "cpu")] * 2  # forward, backward
+    assert compiled == [kernels.cache_key(SPEC, x)] * 2  # forward, backward
     fused.set_eager_compile(False)
     y_p, g_p = _value_and_grad(lambda t: gaaf.functional.gaaf_from_spec(t, SPEC), x, gy)
     assert len(compiled) == 2  # the plain comparison did not take the compiled path
@@ -201,7 +201,7 @@ def test_compiled_new_shapes_and_layouts_do_not_recompile(compiled):
         act(torch.randn(N))
     assert _graphs() - before <= 1  # inference_mode may add one forward entry, nothing else
     # on CPU both kernels run ahead-of-time compiled, without Dynamo's per-call guard check
-    assert all(k.run is not k.compiled for k in kernels._cache[(SPEC, torch.float32, "cpu")])
+    assert all(k.run is not k.compiled for k in kernels._cache[kernels.cache_key(SPEC, torch.zeros(1))])
 
 
 @pytest.mark.slow

@@ -122,7 +122,7 @@ def test_corrupt_cache_entry_warns_once_and_compiles(fake_compile):
     spec = GAAFSpec.build("relu", "sigmoid", shift=-1.0)
     x = torch.randn(N)
     kernels._kernels(spec, x)  # builds (not yet compiles) the kernels: their cache files are known
-    fwd, bwd = kernels._cache[(spec, torch.float32, "cpu", torch.get_num_threads())]
+    fwd, bwd = kernels._cache[kernels.cache_key(spec, x)]
     for k in (fwd, bwd):
         k._path.parent.mkdir(parents=True, exist_ok=True)
         k._path.write_bytes(b"not a compiled kernel")

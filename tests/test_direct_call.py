@@ -87,7 +87,7 @@ def test_real_kernels_run_directly_and_bitwise_as_wrapped(monkeypatch):
         kernels.forward_flat(x, spec)
         kernels.backward_flat(x, g, spec)
         assert kernels.compile_failure() is None
-        fwd, bwd = kernels._cache[(spec, torch.float32, "cpu")]
+        fwd, bwd = kernels._cache[kernels.cache_key(spec, x)]
         assert fwd.run.__module__ == direct_call.__name__ and bwd.run.__module__ == direct_call.__name__
         x2, g2 = torch.randn(3 * N + 5) * 4, torch.randn(3 * N + 5)
         wrapped_f = fwd.compiled(x2)  # the guarded torch.compile function: Dynamo's own call

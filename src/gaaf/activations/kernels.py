@@ -225,6 +225,12 @@ def compile_seconds() -> float:
     return _compile_seconds
 
 
+def cache_key(spec: "GAAFSpec", x: Tensor) -> "tuple[GAAFSpec, torch.dtype, str, int]":
+    """(spec, dtype, device type, torch threads on CPU else 0): which kernels serve `x` (see _kernels).
+    A spec is hashable; equal specs share kernels."""
+    return (spec, x.dtype, x.device.type, torch.get_num_threads() if x.device.type == "cpu" else 0)
+
+
 def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
     """The kernels for (spec, dtype, device type) and, on CPU, the current torch thread count.
 
@@ -233,8 +239,7 @@ def _kernels(spec: "GAAFSpec", x: Tensor) -> "tuple[_Kernel, _Kernel]":
     in a 2-thread process (measured: 2,097,152 elements forward + backward, 6.7–8.6 ms against
     3.7–4.1 ms on a 2-core Xeon), and one built under 2 threads would oversubscribe a 1-thread job.
     So each thread count has its own kernels, in memory and on disk (``fwd-t2``, ``bwd-t1``, ...)."""
-    threads = torch.get_num_threads() if x.device.type == "cpu" else 0
-    key = (spec, x.dtype, x.device.type, threads)  # a spec is hashable; equal specs share kernels
+    key = cache_key(spec, x)
     kernels = _cache.get(key)
     if kernels is None:
         with _lock:
