@@ -119,8 +119,7 @@ class _BNKernel:
 
 
 def _build(spec: GAAFSpec, dtype: torch.dtype) -> "dict[str, _BNKernel]":
-    consts = ", ".join([repr(spec.base), repr(spec.shape), repr(float(spec.frequency)), repr(spec.variant),
-                        repr({k: float(v) for k, v in spec.shape_params.items()})])
+    consts = kernels.spec_literals(spec)
     name = f"gaaf_bn_{next(_names)}"
     namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
     exec(compile(_SOURCE.format(name=name, consts=consts), f"<gaaf bn kernel {name}>", "exec"), namespace)
@@ -133,31 +132,31 @@ def _build(spec: GAAFSpec, dtype: torch.dtype) -> "dict[str, _BNKernel]":
             for kind in _KINDS for layout in ("", "_cl")}
 
 
-def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
-    key = (spec, dtype)
-    found = _cache.get(key)
+def _cached(cache: dict, key: object, build: "Callable[[], object]") -> "object":
+    """cache[key], built once under the lock on first use."""
+    found = cache.get(key)
     if found is None:
         with _lock:
-            found = _cache.get(key)
+            found = cache.get(key)
             if found is None:
-                found = _cache[key] = _build(spec, dtype)
-    return found[kind]
+                found = cache[key] = build()
+    return found
+
+
+def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
+    return _cached(_cache, (spec, dtype), lambda: _build(spec, dtype))[kind]  # type: ignore[index]
+
+
+def _build_stats(dtype: torch.dtype, layout: str) -> _BNKernel:
+    namespace: "dict[str, object]" = {"torch": torch}
+    exec(compile(_STATS_SOURCE, "<gaaf bn stats kernels>", "exec"), namespace)
+    threads = torch.get_num_threads()
+    path = compile_cache.entry_path(_STATS_SOURCE, dtype, "cpu", f"bn_stats{layout}-t{threads}")
+    return _BNKernel(torch.compile(namespace[f"gaaf_bn_stats{layout}"], dynamic=True, fullgraph=True), path, namespace)
 
 
 def _stats_kernel(dtype: torch.dtype, layout: str) -> _BNKernel:
-    key = (dtype, layout)
-    found = _stats_cache.get(key)
-    if found is None:
-        with _lock:
-            found = _stats_cache.get(key)
-            if found is None:
-                namespace: "dict[str, object]" = {"torch": torch}
-                exec(compile(_STATS_SOURCE, "<gaaf bn stats kernels>", "exec"), namespace)
-                threads = torch.get_num_threads()
-                path = compile_cache.entry_path(_STATS_SOURCE, dtype, "cpu", f"bn_stats{layout}-t{threads}")
-                found = _stats_cache[key] = _BNKernel(
-                    torch.compile(namespace[f"gaaf_bn_stats{layout}"], dynamic=True, fullgraph=True), path, namespace)
-    return found
+    return _cached(_stats_cache, (dtype, layout), lambda: _build_stats(dtype, layout))  # type: ignore[return-value]
 
 
 def _channels_last(z: Tensor) -> bool:

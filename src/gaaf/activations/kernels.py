@@ -82,15 +82,21 @@ def no_compile_env() -> bool:
     return _env_disabled()
 
 
-_env_seen: "tuple[Optional[str], bool]" = (None, False)  # (raw GAAF_NO_COMPILE, parsed) last read
+_env_seen: "dict[str, tuple[Optional[str], bool]]" = {}  # name -> (raw value, parsed) last read
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable `name` is set to 1/true/yes/on (any case, spaces ignored).
+    Parsed only when its value changed since the last read: a dict look-up per call on hot paths."""
+    raw = os.environ.get(name)
+    seen = _env_seen.get(name)
+    if seen is None or seen[0] != raw:
+        seen = _env_seen[name] = (raw, (raw or "").strip().lower() in ("1", "true", "yes", "on"))
+    return seen[1]
 
 
 def _env_disabled() -> bool:
-    global _env_seen
-    raw = os.environ.get("GAAF_NO_COMPILE")
-    if raw != _env_seen[0]:  # parse only when the variable changed (a dict look-up per call)
-        _env_seen = (raw, (raw or "").strip().lower() in ("1", "true", "yes", "on"))
-    return _env_seen[1]
+    return env_flag("GAAF_NO_COMPILE")
 
 
 class _Consts(NamedTuple):
@@ -112,6 +118,12 @@ def {name}_bwd(x, grad):  # x, grad: (n,) contiguous
 """
 
 
+def spec_literals(spec: "GAAFSpec") -> str:
+    """The spec's fields as Python literals, ``_Consts``' arguments in generated kernel source."""
+    return ", ".join([repr(spec.base), repr(spec.shape), repr(float(spec.frequency)), repr(spec.variant),
+                      repr({k: float(v) for k, v in spec.shape_params.items()})])
+
+
 def _build(spec: "GAAFSpec", name: str, dtype: torch.dtype, device_type: str) -> "tuple[_Kernel, _Kernel]":
     """Compile forward and backward for one spec.
 
@@ -121,10 +133,7 @@ def _build(spec: "GAAFSpec", name: str, dtype: torch.dtype, device_type: str) ->
     exec also makes fresh code objects, so Dynamo's per-code-object cache (and its recompile
     limit) holds one entry per kernel however many specs a program uses.
     """
-    consts = ", ".join(
-        [repr(spec.base), repr(spec.shape), repr(float(spec.frequency)), repr(spec.variant),
-         repr({k: float(v) for k, v in spec.shape_params.items()})]
-    )
+    consts = spec_literals(spec)
     namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
     source = _KERNEL_SOURCE.format(name=name, consts=consts)
     exec(compile(source, f"<gaaf kernel {name}>", "exec"), namespace)
@@ -207,7 +216,7 @@ def _announce() -> None:
     if _announced:
         return
     _announced = True
-    if os.environ.get("GAAF_QUIET", "").strip().lower() in ("1", "true", "yes", "on"):
+    if env_flag("GAAF_QUIET"):
         return
     print(f"gaaf: compiling the fused GAAF kernels (once per machine; cached in {compile_cache.cache_dir()})",
           file=sys.stderr, flush=True)

@@ -28,7 +28,6 @@ Fused only when all of these hold, else the modules are called as usual:
 """
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -37,6 +36,7 @@ from torch.nn.modules import module as _module
 
 from ..activations import GAAF
 from ..activations.bn_gaaf import accepts, bn_gaaf
+from ..activations.kernels import env_flag
 from .keras_bn import KerasBatchNorm2d
 
 Tensor = torch.Tensor
@@ -59,7 +59,7 @@ def bn_fusion_enabled() -> bool:
     """Whether :func:`bn_act` may fuse (the switch above; the per-call conditions come on top)."""
     if _enabled is not None:
         return _enabled
-    return os.environ.get("GAAF_NO_BN_FUSION", "").strip().lower() not in ("1", "true", "yes", "on")
+    return not env_flag("GAAF_NO_BN_FUSION")
 
 
 def _hooked(m: nn.Module) -> bool:
@@ -124,10 +124,18 @@ def _fused(bn: nn.BatchNorm2d, act: GAAF, z: Tensor, residual: Optional[Tensor])
 
 def bn_act(bn: nn.Module, act: nn.Module, z: Tensor, residual: Optional[Tensor] = None) -> Tensor:
     """``act(residual + bn(z))`` (``act(bn(z))`` without a residual), fused where the module doc says."""
-    if fusable(bn, act, z) and (residual is None or (residual.shape == z.shape and residual.dtype == z.dtype)):
-        return _fused(bn, act, z, residual)  # type: ignore[arg-type]
+    if fusable(bn, act, z):
+        return fused_bn_act(bn, act, z, residual)
     y = bn(z)
     return act(y if residual is None else residual + y)
+
+
+def fused_bn_act(bn: nn.Module, act: nn.Module, z: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+    """:func:`bn_act` for a caller that has checked :func:`fusable` itself (the fused op where the
+    residual matches z's shape and dtype, the modules otherwise)."""
+    if residual is None or (residual.shape == z.shape and residual.dtype == z.dtype):
+        return _fused(bn, act, z, residual)  # type: ignore[arg-type]
+    return act(residual + bn(z))
 
 
 class BNAct(nn.Sequential):
@@ -145,4 +153,4 @@ class ConvBNAct(nn.Sequential):
         return bn_act(self.bn, self.act, self.conv(x))
 
 
-__all__ = ["bn_act", "fusable", "set_bn_fusion", "bn_fusion_enabled", "BNAct", "ConvBNAct"]
+__all__ = ["bn_act", "fused_bn_act", "fusable", "set_bn_fusion", "bn_fusion_enabled", "BNAct", "ConvBNAct"]
