@@ -47,6 +47,11 @@ x is not computed by BatchNorm's kernel, so the output may differ from ``gaaf(ba
 by floating-point rounding (x by an ulp or so, and the sawtooth by one step where x·K lands within
 rounding of an integer); the compiled and the plain path may differ from each other the same way.
 Not double-differentiable (``once_differentiable``).
+
+:class:`BNShortcutGAAFFn` takes the residual as ``shortcut(x)`` (a module and its input, e.g. a residual
+block's 1×1 projection of the block input) and saves x instead of r: the backward runs the shortcut
+again under autograd and takes ∂L/∂x and the shortcut's parameter gradients from it, so r costs no
+memory where x is kept anyway.
 """
 from __future__ import annotations
 
@@ -133,6 +138,16 @@ def _pointwise_backward(z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, i
     return _backward(normalized(z, weight, bias, mean, invstd, residual), grad, spec)
 
 
+def _batch_norm_backward(dx: Tensor, z: Tensor, weight: Tensor, mean: Tensor, invstd: Tensor, eps: float,
+                         need_z: bool, need_w: bool, need_b: bool) -> "tuple[Optional[Tensor], ...]":
+    """∂L/∂z, ∂L/∂w, ∂L/∂b of training-mode BatchNorm given ∂L/∂x (ATen's own backward; None where
+    not needed)."""
+    if not (need_z or need_w or need_b):
+        return None, None, None
+    return tuple(torch.ops.aten.native_batch_norm_backward(
+        dx, z, weight, None, None, mean, invstd, True, eps, [need_z, need_w, need_b]))
+
+
 class BNGAAFFn(torch.autograd.Function):
     """``BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, momentum, eps, spec)``:
     GAAF(BatchNorm_train(z) + residual) saving z, residual, weight, bias, μ, invstd (module doc).
@@ -158,21 +173,70 @@ class BNGAAFFn(torch.autograd.Function):
         if not (need_z or need_w or need_b or need_r):
             return (None,) * 9
         dx = _pointwise_backward(z, weight, bias, mean, invstd, residual, grad, ctx.spec, ctx.compiled)
-        grad_z = grad_w = grad_b = None
-        if need_z or need_w or need_b:
-            grad_z, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
-                dx, z, weight, None, None, mean, invstd, True, ctx.eps, [need_z, need_w, need_b])
+        grad_z, grad_w, grad_b = _batch_norm_backward(dx, z, weight, mean, invstd, ctx.eps, need_z, need_w, need_b)
         return grad_z, grad_w, grad_b, (dx if need_r else None), None, None, None, None, None
+
+
+class BNShortcutGAAFFn(torch.autograd.Function):
+    """``BNShortcutGAAFFn.apply(z, weight, bias, x, running_mean, running_var, momentum, eps, spec,
+    shortcut, *shortcut_params)``: GAAF(BatchNorm_train(z) + shortcut(x)) saving z and x, not the
+    residual r = shortcut(x).
+
+    Where x is kept anyway (a residual block's input, which its first convolution saves), r costs no
+    memory: the backward recomputes it with the same module, under autograd, and takes ∂L/∂x and the
+    shortcut's parameter gradients from that recomputation (∂L/∂r = ∂L/∂x of the activation's input).
+    `shortcut_params` are the shortcut's parameters (autograd's inputs for their gradients).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, x: Tensor,  # type: ignore[override]
+                running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float, eps: float,
+                spec: GAAFSpec, shortcut: "torch.nn.Module", *shortcut_params: Tensor) -> Tensor:
+        mean, invstd = batch_stats(z, running_mean, running_var, momentum, eps)
+        residual = shortcut(x)
+        _check_residual(residual, z)
+        y, ctx.compiled = _pointwise_forward(z, weight, bias, mean, invstd, residual, spec)
+        ctx.save_for_backward(z, weight, bias, x, mean, invstd)
+        ctx.spec, ctx.eps, ctx.shortcut, ctx.params = spec, eps, shortcut, shortcut_params
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> "tuple[Optional[Tensor], ...]":  # type: ignore[override]
+        z, weight, bias, x, mean, invstd = ctx.saved_tensors
+        need_z, need_w, need_b, need_x = ctx.needs_input_grad[:4]
+        need_params = ctx.needs_input_grad[10:]
+        with torch.enable_grad():  # the shortcut again, as the forward ran it, with a graph to differentiate
+            xr = x.detach().requires_grad_(need_x)
+            residual = ctx.shortcut(xr)
+        dx = _pointwise_backward(z, weight, bias, mean, invstd, residual.detach(), grad, ctx.spec, ctx.compiled)
+        grad_z, grad_w, grad_b = _batch_norm_backward(dx, z, weight, mean, invstd, ctx.eps, need_z, need_w, need_b)
+        targets = ([xr] if need_x else []) + [p for p, need in zip(ctx.params, need_params) if need]
+        grads: "list[Optional[Tensor]]" = [None] * len(targets)
+        if targets and residual.requires_grad:
+            grads = list(torch.autograd.grad(residual, targets, dx, allow_unused=True))
+        grad_x = grads.pop(0) if need_x else None
+        grad_params = [grads.pop(0) if need else None for need in need_params]
+        return (grad_z, grad_w, grad_b, grad_x, None, None, None, None, None, None, *grad_params)
+
+
+def _check_residual(residual: Tensor, z: Tensor) -> None:
+    if residual.shape != z.shape or residual.dtype != z.dtype:
+        raise ValueError(f"bn_gaaf: residual must have z's shape {tuple(z.shape)} and dtype {z.dtype}, "
+                         f"got {tuple(residual.shape)} {residual.dtype}")
 
 
 def bn_gaaf(z: Tensor, weight: Tensor, bias: Tensor, spec: GAAFSpec, *, residual: Optional[Tensor] = None,
             running_mean: Optional[Tensor] = None, running_var: Optional[Tensor] = None,
-            momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+            momentum: float = 0.1, eps: float = 1e-5, shortcut: "Optional[torch.nn.Module]" = None,
+            shortcut_input: Optional[Tensor] = None) -> Tensor:
     """GAAF(BatchNorm_train(z)·w + b (+ residual)) through :class:`BNGAAFFn`.
 
     z: (N, C, ...) float32/float64, dense; weight, bias: (C,) of z's dtype; residual: z's shape and
     dtype; spec: a validated :class:`GAAFSpec` with a named (not callable) shape. Running statistics,
     where given, are updated in place like ``nn.BatchNorm2d`` in training with this momentum.
+    With `shortcut` (a module) and `shortcut_input` x instead of `residual`, the residual is
+    ``shortcut(x)``, recomputed in the backward rather than kept (:class:`BNShortcutGAAFFn`).
     """
     if z.dim() < 2 or z.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"bn_gaaf needs a float32/float64 (N, C, ...) tensor, got {z.dtype} of shape {tuple(z.shape)}")
@@ -181,10 +245,14 @@ def bn_gaaf(z: Tensor, weight: Tensor, bias: Tensor, spec: GAAFSpec, *, residual
     for name, t in (("weight", weight), ("bias", bias)):
         if t.shape != (z.shape[1],) or t.dtype != z.dtype:
             raise ValueError(f"bn_gaaf: {name} must be ({z.shape[1]},) {z.dtype}, got {tuple(t.shape)} {t.dtype}")
-    if residual is not None and (residual.shape != z.shape or residual.dtype != z.dtype):
-        raise ValueError(f"bn_gaaf: residual must have z's shape {tuple(z.shape)} and dtype {z.dtype}, "
-                         f"got {tuple(residual.shape)} {residual.dtype}")
+    if residual is not None:
+        _check_residual(residual, z)
+    if (shortcut is None) != (shortcut_input is None) or (shortcut is not None and residual is not None):
+        raise ValueError("bn_gaaf takes a residual, or a shortcut module with its shortcut_input, or neither")
+    if shortcut is not None:
+        return BNShortcutGAAFFn.apply(z, weight, bias, shortcut_input, running_mean, running_var, float(momentum),
+                                      float(eps), spec, shortcut, *shortcut.parameters())
     return BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, float(momentum), float(eps), spec)
 
 
-__all__ = ["BNGAAFFn", "bn_gaaf", "accepts", "affine", "batch_stats", "normalized"]
+__all__ = ["BNGAAFFn", "BNShortcutGAAFFn", "bn_gaaf", "accepts", "affine", "batch_stats", "normalized"]

@@ -4,8 +4,9 @@
 residual). Where every condition below holds it computes that through
 :func:`gaaf.activations.bn_gaaf.bn_gaaf` instead, which keeps no BN output for the backward:
 an eager ResNet's GAAF site then holds what relu's holds (BatchNorm's input; the output is the next
-layer's saved input) plus the residual where nothing else keeps it (v1's projection / zero-pad
-shortcuts). Values may differ from the unfused path by floating-point rounding (the activation's
+layer's saved input). At a v1 block's last site the shortcut runs inside the op
+(:func:`fused_bn_shortcut_act`) and again in its backward, so its output (the projection's, or the
+zero-padded input) is not kept either. Values may differ from the unfused path by floating-point rounding (the activation's
 input is computed by other ops than BatchNorm's kernel; see that module), gradients likewise.
 
 Fused only when all of these hold, else the modules are called as usual:
@@ -38,6 +39,7 @@ from ..activations import GAAF
 from ..activations.bn_gaaf import accepts, bn_gaaf
 from ..activations.kernels import env_flag
 from .keras_bn import KerasBatchNorm2d
+from .layers import ZeroPadShortcut
 
 Tensor = torch.Tensor
 
@@ -107,9 +109,12 @@ def fusable(bn: nn.Module, act: nn.Module, z: object) -> bool:
     return bn.weight.dtype == z.dtype and bn.bias.dtype == z.dtype
 
 
-def _fused(bn: nn.BatchNorm2d, act: GAAF, z: Tensor, residual: Optional[Tensor]) -> Tensor:
+def _fused(bn: nn.BatchNorm2d, act: GAAF, z: Tensor, residual: Optional[Tensor],
+           shortcut: Optional[nn.Module] = None, x: Optional[Tensor] = None) -> Tensor:
+    """The fused op: residual given, or shortcut(x) recomputed in its backward, or neither."""
+    kw = {"residual": residual} if shortcut is None else {"shortcut": shortcut, "shortcut_input": x}
     if type(bn) is KerasBatchNorm2d:  # batch statistics in the op, then Keras 2's own moving update
-        y = bn_gaaf(z, bn.weight, bn.bias, act.spec, residual=residual, eps=bn.eps)
+        y = bn_gaaf(z, bn.weight, bn.bias, act.spec, eps=bn.eps, **kw)
         bn._update(z.detach())
         return y
     # nn.BatchNorm2d.forward's bookkeeping in training mode, then its update inside the op
@@ -118,8 +123,8 @@ def _fused(bn: nn.BatchNorm2d, act: GAAF, z: Tensor, residual: Optional[Tensor])
         bn.num_batches_tracked.add_(1)
         if bn.momentum is None:  # cumulative moving average
             momentum = 1.0 / float(bn.num_batches_tracked)
-    return bn_gaaf(z, bn.weight, bn.bias, act.spec, residual=residual, running_mean=bn.running_mean,
-                   running_var=bn.running_var, momentum=momentum, eps=bn.eps)
+    return bn_gaaf(z, bn.weight, bn.bias, act.spec, running_mean=bn.running_mean, running_var=bn.running_var,
+                   momentum=momentum, eps=bn.eps, **kw)
 
 
 def bn_act(bn: nn.Module, act: nn.Module, z: Tensor, residual: Optional[Tensor] = None) -> Tensor:
@@ -138,6 +143,27 @@ def fused_bn_act(bn: nn.Module, act: nn.Module, z: Tensor, residual: Optional[Te
     return act(residual + bn(z))
 
 
+def fused_bn_shortcut_act(bn: nn.Module, act: nn.Module, z: Tensor, shortcut: nn.Module, x: Tensor) -> Tensor:
+    """``act(bn(z) + shortcut(x))`` for a caller that has checked :func:`fusable` (a residual block's
+    last site). An identity shortcut passes x as the residual; a recomputable one (below) is run inside
+    the fused op and again in its backward, so its output r is not kept for the backward (x is: the
+    block's first convolution keeps it anyway); any other shortcut's output is the residual.
+
+    Recomputable: exactly ``nn.Conv2d`` (the 1×1 projection) or ``ZeroPadShortcut`` (option A), without
+    hooks, its parameters of z's dtype, x a tensor of z's dtype."""
+    if type(shortcut) is nn.Identity:
+        return fused_bn_act(bn, act, z, x)
+    if _recomputable(shortcut, x, z):
+        return _fused(bn, act, z, None, shortcut, x)  # type: ignore[arg-type]
+    return fused_bn_act(bn, act, z, shortcut(x))
+
+
+def _recomputable(shortcut: nn.Module, x: Tensor, z: Tensor) -> bool:
+    if type(shortcut) not in (nn.Conv2d, ZeroPadShortcut) or _hooked(shortcut):
+        return False
+    return isinstance(x, Tensor) and x.dtype == z.dtype and all(p.dtype == z.dtype for p in shortcut.parameters())
+
+
 class BNAct(nn.Sequential):
     """``Sequential(bn=..., act=...)`` whose forward is :func:`bn_act`: the same children, names
     and state_dict keys as the plain Sequential (v2's head)."""
@@ -153,4 +179,4 @@ class ConvBNAct(nn.Sequential):
         return bn_act(self.bn, self.act, self.conv(x))
 
 
-__all__ = ["bn_act", "fused_bn_act", "fusable", "set_bn_fusion", "bn_fusion_enabled", "BNAct", "ConvBNAct"]
+__all__ = ["bn_act", "fused_bn_act", "fused_bn_shortcut_act", "fusable", "set_bn_fusion", "bn_fusion_enabled", "BNAct", "ConvBNAct"]

@@ -76,7 +76,7 @@ import torch
 from torch import nn
 
 from ._init import batch_norm2d, init_keras_
-from .bn_act import BNAct, ConvBNAct, bn_act, fusable, fused_bn_act
+from .bn_act import BNAct, ConvBNAct, bn_act, fusable, fused_bn_shortcut_act
 from ._sites import ActivationArg, SiteFactory, site_factory
 from .keras_bn import KerasBatchNorm2d
 from .layers import SHORTCUTS, Conv2dSame, ZeroPadShortcut, check_shortcut, conv1x1, conv3x3
@@ -128,7 +128,7 @@ class BasicBlock(nn.Module):
         y = bn_act(self.bn1, self.act1, self.conv1(x))  # (N, planes, H/s, W/s)
         z = self.conv2(y)
         if fusable(self.bn2, self.act2, z):  # eager GAAF training: BN + shortcut + act as one op
-            return fused_bn_act(self.bn2, self.act2, z, self.shortcut(x))
+            return fused_bn_shortcut_act(self.bn2, self.act2, z, self.shortcut, x)
         return self.act2(self.shortcut(x) + self.bn2(z))
 
 
