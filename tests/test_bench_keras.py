@@ -77,3 +77,24 @@ def test_step_bound_counts_only_convolutions() -> None:
                                   ["--steps", "0"], ["--backend", "nope"]])
 def test_bench_keras_rejects_bad_input(argv: list) -> None:
     assert main(["bench", "keras", "--rounds", "1", *argv]) == 2
+
+
+def test_keras_worker_runs_the_model_in_its_own_process_and_reports_errors() -> None:
+    """The Keras stack steps in a worker process (KerasWorker): each call runs the requested steps
+    there; a UserError raised in the worker (here: a depth that is not 6n+2) comes back as is, and a
+    stopped worker has exited."""
+    import numpy as np
+
+    from gaaf.bench.keras_worker import KerasWorker
+    from gaaf.errors import UserError
+
+    images = np.zeros((2, 32, 32, 3), dtype=np.float32)
+    one_hot = np.eye(10, dtype=np.float32)[[1, 2]]
+    with KerasWorker("torch", 8, "gaaf_relu", images, one_hot, steps=1, threads=1) as worker:
+        assert worker.backend == "torch" and worker.keras_version.startswith("3")
+        assert worker._proc.pid != __import__("os").getpid()
+        worker()
+        worker()
+    assert worker._proc.poll() == 0
+    with pytest.raises(UserError, match=r"depth must be 6n\+2"):
+        KerasWorker("torch", 9, "relu", images, one_hot, steps=1)

@@ -25,10 +25,7 @@ gaaf/keras ratio that allows.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 import statistics
-import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -40,77 +37,9 @@ from ..train.setup import uses_channels_last
 from ._timing import Timing, alternate, quartiles
 from .activations import environment, machine_line
 from .kernel_ceiling import activation_floor, gaaf_sites
+from .keras_worker import ACTIVATIONS, KerasWorker, import_keras, keras_resnet_v1, resolve_backend
 from .step_bound import StepBound, conv_seconds
 from .train import build_candidate, synthetic_batch, train_fn
-
-ACTIVATIONS = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
-_BACKENDS = ("tensorflow", "jax", "torch")
-
-
-def import_keras(backend: "str | None" = None) -> Any:
-    """Keras 3 on `backend` (None: ``KERAS_BACKEND`` if set, else the first of tensorflow, jax,
-    torch that imports). UserError with what to install or set when that is impossible."""
-    if "keras" in sys.modules:
-        keras = sys.modules["keras"]
-        if backend is not None and keras.backend.backend() != backend:
-            raise UserError(f"Keras is already loaded with the {keras.backend.backend()} backend; run again with "
-                            f"KERAS_BACKEND={backend}")
-        return keras
-    backend = backend or os.environ.get("KERAS_BACKEND") or next(
-        (b for b in _BACKENDS if importlib.util.find_spec(b) is not None), None)
-    if backend is None:
-        raise UserError("gaaf bench keras needs a Keras backend: install tensorflow, jax or torch")
-    if backend not in _BACKENDS:
-        raise UserError(f"unknown Keras backend {backend!r}; choose one of: {', '.join(_BACKENDS)}")
-    os.environ["KERAS_BACKEND"] = backend
-    try:
-        import keras
-    except ImportError as e:
-        raise UserError(f"gaaf bench keras needs Keras 3 with the {backend} backend ({e.name or e} missing): "
-                        "pip install keras, or set KERAS_BACKEND to an installed backend") from None
-    if not keras.__version__.startswith("3"):
-        raise UserError(f"gaaf bench keras needs Keras 3, found {keras.__version__}")
-    return keras
-
-
-def keras_resnet_v1(keras: Any, depth: int, activation: str, input_shape: Sequence[int] = (32, 32, 3),
-                    num_classes: int = 10) -> Any:
-    """The Keras example's resnet_v1 (depth 6n+2) with `activation` ("relu" or "gaaf_relu") at every site."""
-    if (depth - 2) % 6 or depth < 8:
-        raise UserError(f"the Keras ResNet v1 depth must be 6n+2 (8, 14, 20, ...), got {depth}")
-    from .. import keras as gaaf_keras  # gaaf's Keras layer: imports Keras, never torch
-
-    layers, reg = keras.layers, keras.regularizers.l2(1e-4)
-
-    def act() -> Any:
-        return gaaf_keras.get_activation(activation, **ACTIVATIONS[activation])
-
-    def resnet_layer(x: Any, filters: int, kernel: int = 3, strides: int = 1, activation_on: bool = True,
-                     batch_norm: bool = True) -> Any:
-        x = layers.Conv2D(filters, kernel, strides=strides, padding="same", kernel_initializer="he_normal",
-                          kernel_regularizer=reg)(x)
-        if batch_norm:
-            x = layers.BatchNormalization()(x)
-        return act()(x) if activation_on else x
-
-    inputs = keras.Input(shape=tuple(input_shape))
-    x, filters = resnet_layer(inputs, 16), 16
-    for stack in range(3):
-        for block in range((depth - 2) // 6):
-            strides = 2 if stack > 0 and block == 0 else 1
-            y = resnet_layer(x, filters, strides=strides)
-            y = resnet_layer(y, filters, activation_on=False)
-            if stack > 0 and block == 0:  # linear projection shortcut
-                x = resnet_layer(x, filters, kernel=1, strides=strides, activation_on=False, batch_norm=False)
-            x = act()(layers.add([x, y]))
-        filters *= 2
-    x = layers.Flatten()(layers.AveragePooling2D(pool_size=8)(x))
-    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer="he_normal")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
-
 
 def _depth(model: str) -> int:
     name = model.strip().lower()
@@ -160,34 +89,41 @@ def bench_keras(model: str = "resnet20_v1", *, activations: Sequence[str] = ("ga
     if bad or not activations:
         raise UserError(f"unknown activation {bad[0] if bad else '(none)'!r}; choose from: {', '.join(ACTIVATIONS)}")
     depth = _depth(model)
-    keras = import_keras(backend)
+    backend = resolve_backend(backend)
     device = torch.device("cpu")
     cands: dict[str, Callable[[], None]] = {}
     gaaf_settings: dict[str, Any] = {}
     profiled: dict[str, Callable[[], None]] = {}  # one gaaf step per activation, for the bound
     sizes: list[int] = []
     spec = None
-    for act in activations:
-        cfg = resolve_config(overrides={"model": model, "activation": act, "batch_size": batch_size, "device": "cpu",
-                                        "download": False, **ACTIVATIONS[act]})
-        gaaf_settings = {"compile": cfg.compile, "amp": cfg.amp, "channels_last": uses_channels_last(cfg, device),
-                         "preset": cfg.preset}
-        c = build_candidate(cfg, device, compile=cfg.compile, channels_last=gaaf_settings["channels_last"])
-        x, y = synthetic_batch(cfg, batch_size, device)
-        cands[f"gaaf/{act}"] = train_fn(c, x, y, steps)
-        profiled[act] = train_fn(c, x, y, 1)
-        spec, sizes = gaaf_sites(c.model, x) if spec is None else (spec, sizes)
-        cands[f"keras/{act}"] = _keras_steps(keras, depth, act, x, y, steps)
-    log(f"{model}: {len(cands)} candidates; first calls (Keras graph building, compiling) ...")
-    timings = alternate(cands, rounds, warmup, progress=lambda r, n: log(f"round {r}/{n}"))
+    workers: list[KerasWorker] = []
+    try:
+        for act in activations:
+            cfg = resolve_config(overrides={"model": model, "activation": act, "batch_size": batch_size,
+                                            "device": "cpu", "download": False, **ACTIVATIONS[act]})
+            gaaf_settings = {"compile": cfg.compile, "amp": cfg.amp, "channels_last": uses_channels_last(cfg, device),
+                             "preset": cfg.preset}
+            c = build_candidate(cfg, device, compile=cfg.compile, channels_last=gaaf_settings["channels_last"])
+            x, y = synthetic_batch(cfg, batch_size, device)
+            cands[f"gaaf/{act}"] = train_fn(c, x, y, steps)
+            profiled[act] = train_fn(c, x, y, 1)
+            spec, sizes = gaaf_sites(c.model, x) if spec is None else (spec, sizes)
+            log(f"starting the Keras worker for {act} ({backend}) ...")
+            workers.append(_keras_worker(backend, depth, act, x, y, steps))
+            cands[f"keras/{act}"] = workers[-1]
+        log(f"{model}: {len(cands)} candidates; first calls (Keras graph building, compiling) ...")
+        timings = alternate(cands, rounds, warmup, progress=lambda r, n: log(f"round {r}/{n}"))
+    finally:
+        for worker in workers:
+            worker.close()
     log("bound: convolutions (profiled) and activation kernels alone ...")
     bounds = _bounds(profiled, spec, sizes, batch_size, device)
     env = environment(device)
-    env["keras_version"], env["keras_backend"] = keras.__version__, keras.backend.backend()
+    env["keras_version"], env["keras_backend"] = workers[0].keras_version, workers[0].backend
     return KerasBenchResult(timings, steps * batch_size, env, bounds=bounds, settings={
         "model": model, "batch_size": batch_size, "rounds": rounds, "steps_per_sample": steps, "warmup": warmup,
         "activations": {a: ACTIVATIONS[a] for a in activations}, "keras": "Adam(1e-3), categorical cross-entropy, "
-        "l2 1e-4 on conv kernels, NHWC, train_on_batch", "gaaf": gaaf_settings,
+        "l2 1e-4 on conv kernels, NHWC, train_on_batch, in a process of its own", "gaaf": gaaf_settings,
     })
 
 
@@ -202,18 +138,12 @@ def _bounds(steps: "dict[str, Callable[[], None]]", spec: Any, sizes: Sequence[i
             for act, step in steps.items()}
 
 
-def _keras_steps(keras: Any, depth: int, act: str, x: torch.Tensor, y: torch.Tensor, steps: int) -> Callable[[], None]:
-    """`steps` ``train_on_batch`` calls of the Keras model on the same images (NHWC, one-hot labels)."""
-    keras.utils.set_random_seed(0)
-    net = keras_resnet_v1(keras, depth, act, input_shape=(x.shape[2], x.shape[3], x.shape[1]))
-    xk = x.permute(0, 2, 3, 1).contiguous().numpy()
-    yk = torch.nn.functional.one_hot(y, 10).float().numpy()
-
-    def run() -> None:
-        for _ in range(steps):
-            net.train_on_batch(xk, yk)
-
-    return run
+def _keras_worker(backend: str, depth: int, act: str, x: torch.Tensor, y: torch.Tensor, steps: int) -> KerasWorker:
+    """The Keras model in its own process, stepped `steps` times per call on the same images (NHWC,
+    one-hot labels) with torch's thread count."""
+    images = x.permute(0, 2, 3, 1).contiguous().numpy()
+    one_hot = torch.nn.functional.one_hot(y, 10).float().numpy()
+    return KerasWorker(backend, depth, act, images, one_hot, steps, threads=torch.get_num_threads())
 
 
 def format_table(result: KerasBenchResult) -> str:
