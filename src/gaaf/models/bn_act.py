@@ -6,8 +6,9 @@ residual). Where every condition below holds it computes that through
 an eager ResNet's GAAF site then holds what relu's holds (BatchNorm's input; the output is the next
 layer's saved input). At a v1 block's last site the shortcut runs inside the op
 (:func:`fused_bn_shortcut_act`) and again in its backward, so its output (the projection's, or the
-zero-padded input) is not kept either. Values may differ from the unfused path by floating-point rounding (the activation's
-input is computed by other ops than BatchNorm's kernel; see that module), gradients likewise.
+zero-padded input) is not kept either. Values may differ from the unfused path by floating-point
+rounding (the activation's input is computed by other ops than BatchNorm's kernel; see that module),
+gradients likewise.
 
 Fused only when all of these hold, else the modules are called as usual:
 
