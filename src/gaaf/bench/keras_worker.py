@@ -5,8 +5,9 @@ calls in the same process, gaaf's compiled ResNet20 step ran 20–25% slower on 
 Xeon (≈350 → ≈265 img/s, three times the page faults per step), so timing both stacks in one
 process understated gaaf. Each stack runs as its users run it, in its own process: the Keras model
 lives in a worker process (:class:`KerasWorker`, ``python -m gaaf.bench.keras_worker``) that
-imports Keras and its backend (torch only where that is the backend) and steps it on request; the parent times each request (the pipe's round trip, well under a millisecond, is inside
-Keras' time), alternating with gaaf's steps as :mod:`._timing` does.
+imports Keras and its backend (torch only where that is the backend) and steps it on request; the
+parent times each request (the pipe's round trip, well under a millisecond, is inside Keras' time),
+alternating with gaaf's steps as :mod:`._timing` does.
 
 :func:`keras_resnet_v1` is the Keras example's ``resnet_v1`` (``examples/cifar10_resnet.py``), layer
 for layer: ``resnet_layer`` = Conv2D ("same", he_normal, ``l2(1e-4)``) - BatchNormalization -
@@ -192,7 +193,8 @@ class KerasWorker:
                             + (f": {detail}" if detail else "")) from None
         if reply[0] in ("error", "usererror"):
             self.close()
-            raise UserError(reply[1] if reply[0] == "usererror" else f"the Keras model failed in its worker: {reply[1]}")
+            raise UserError(reply[1] if reply[0] == "usererror"
+                            else f"the Keras model failed in its worker: {reply[1]}")
         return reply
 
     def _last_log_line(self) -> str:
