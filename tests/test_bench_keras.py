@@ -9,7 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")  # tests/conftest.py selects its torch backend
 
-from gaaf.bench.keras_seed import keras_resnet_v1  # noqa: E402
+from gaaf.bench.keras_worker import keras_resnet_v1  # noqa: E402
 from gaaf.cli import main  # noqa: E402
 
 
@@ -83,6 +83,8 @@ def test_keras_worker_runs_the_model_in_its_own_process_and_reports_errors() -> 
     """The Keras stack steps in a worker process (KerasWorker): each call runs the requested steps
     there; a UserError raised in the worker (here: a depth that is not 6n+2) comes back as is, and a
     stopped worker has exited."""
+    import os
+
     import numpy as np
 
     from gaaf.bench.keras_worker import KerasWorker
@@ -92,7 +94,7 @@ def test_keras_worker_runs_the_model_in_its_own_process_and_reports_errors() -> 
     one_hot = np.eye(10, dtype=np.float32)[[1, 2]]
     with KerasWorker("torch", 8, "gaaf_relu", images, one_hot, steps=1, threads=1) as worker:
         assert worker.backend == "torch" and worker.keras_version.startswith("3")
-        assert worker._proc.pid != __import__("os").getpid()
+        assert worker._proc.pid != os.getpid()
         worker()
         worker()
     assert worker._proc.poll() == 0

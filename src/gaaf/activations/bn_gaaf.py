@@ -148,6 +148,16 @@ def _batch_norm_backward(dx: Tensor, z: Tensor, weight: Tensor, mean: Tensor, in
         dx, z, weight, None, None, mean, invstd, True, eps, [need_z, need_w, need_b]))
 
 
+def _stats_and_output(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, residual: Optional[Tensor],
+                      running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float, eps: float,
+                      spec: GAAFSpec) -> "tuple[Tensor, Tensor, Tensor]":
+    """Both Functions' forward: (y, μ, invstd), with ctx.compiled, ctx.spec and ctx.eps set."""
+    mean, invstd = batch_stats(z, running_mean, running_var, momentum, eps)
+    y, ctx.compiled = _pointwise_forward(z, weight, bias, mean, invstd, residual, spec)
+    ctx.spec, ctx.eps = spec, eps
+    return y, mean, invstd
+
+
 class BNGAAFFn(torch.autograd.Function):
     """``BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, momentum, eps, spec)``:
     GAAF(BatchNorm_train(z) + residual) saving z, residual, weight, bias, μ, invstd (module doc).
@@ -159,10 +169,9 @@ class BNGAAFFn(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, residual: Optional[Tensor],  # type: ignore[override]
                 running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float, eps: float,
                 spec: GAAFSpec) -> Tensor:
-        mean, invstd = batch_stats(z, running_mean, running_var, momentum, eps)
-        y, ctx.compiled = _pointwise_forward(z, weight, bias, mean, invstd, residual, spec)
+        y, mean, invstd = _stats_and_output(ctx, z, weight, bias, residual, running_mean, running_var, momentum,
+                                            eps, spec)
         ctx.save_for_backward(z, weight, bias, residual, mean, invstd)
-        ctx.spec, ctx.eps = spec, eps
         return y
 
     @staticmethod
@@ -192,12 +201,12 @@ class BNShortcutGAAFFn(torch.autograd.Function):
     def forward(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, x: Tensor,  # type: ignore[override]
                 running_mean: Optional[Tensor], running_var: Optional[Tensor], momentum: float, eps: float,
                 spec: GAAFSpec, shortcut: "torch.nn.Module", *shortcut_params: Tensor) -> Tensor:
-        mean, invstd = batch_stats(z, running_mean, running_var, momentum, eps)
         residual = shortcut(x)
         _check_residual(residual, z)
-        y, ctx.compiled = _pointwise_forward(z, weight, bias, mean, invstd, residual, spec)
+        y, mean, invstd = _stats_and_output(ctx, z, weight, bias, residual, running_mean, running_var, momentum,
+                                            eps, spec)
         ctx.save_for_backward(z, weight, bias, x, mean, invstd)
-        ctx.spec, ctx.eps, ctx.shortcut, ctx.params = spec, eps, shortcut, shortcut_params
+        ctx.shortcut, ctx.params = shortcut, shortcut_params
         return y
 
     @staticmethod

@@ -1,16 +1,15 @@
 r"""`gaaf bench keras`: training throughput of the seed's stack (Keras 3) against `gaaf train`'s defaults.
 
 The seed trained the Keras CIFAR-10 example's ResNets with its GAAF activation in place of relu.
-Here, in one process and alternating round by round (:mod:`._timing`), two candidates per activation:
+Here, alternating round by round (:mod:`._timing`), two candidates per activation, each stack in a
+process of its own:
 
-* **keras**: the Keras example's ``resnet_v1`` (``examples/cifar10_resnet.py``), layer for layer:
-  ``resnet_layer`` = Conv2D ("same", he_normal, ``l2(1e-4)``) - BatchNormalization - activation,
-  1×1 projection shortcuts (no BN, no activation) where a stage starts, add, activation,
-  AveragePooling2D(8), Flatten, Dense softmax; NHWC inputs (Keras' default); compiled with
-  Adam(1e-3) and categorical cross-entropy on one-hot labels, as the seed; each step is
+* **keras**: :func:`gaaf.bench.keras_worker.keras_resnet_v1` (the Keras example's ``resnet_v1``, layer
+  for layer, compiled with Adam(1e-3) and categorical cross-entropy on one-hot NHWC inputs, as the
+  seed) in a :class:`~gaaf.bench.keras_worker.KerasWorker` process; each step is
   ``model.train_on_batch``. The activation is :class:`gaaf.keras.GAAF` (gaaf_relu, shift −1, the
   seed sweep's best) or ``keras.layers.ReLU``. The Keras backend is whatever Keras is configured
-  with (``KERAS_BACKEND``; unset: the first of tensorflow, jax, torch that imports); the seed ran
+  with (``KERAS_BACKEND``; unset: the first of tensorflow, jax, torch installed); the seed ran
   TensorFlow.
 * **gaaf**: `gaaf train`'s own step (:func:`gaaf.train.setup.build_training`) with the settings a
   default ``gaaf train --activation gaaf_relu --shift -1`` run resolves to (seed preset; ``compile``
@@ -37,7 +36,7 @@ from ..train.setup import uses_channels_last
 from ._timing import Timing, alternate, quartiles
 from .activations import environment, machine_line
 from .kernel_ceiling import activation_floor, gaaf_sites
-from .keras_worker import ACTIVATIONS, KerasWorker, import_keras, keras_resnet_v1, resolve_backend
+from .keras_worker import ACTIVATIONS, KerasWorker, resolve_backend
 from .step_bound import StepBound, conv_seconds
 from .train import build_candidate, synthetic_batch, train_fn
 
@@ -177,4 +176,4 @@ def format_table(result: KerasBenchResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ACTIVATIONS", "KerasBenchResult", "bench_keras", "format_table", "import_keras", "keras_resnet_v1"]
+__all__ = ["ACTIVATIONS", "KerasBenchResult", "bench_keras", "format_table"]
