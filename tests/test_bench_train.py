@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gaaf.bench.train import bench_config, dataset_for, format_table, bench_train
+from gaaf.bench.step_split import KINDS, PHASES, kind_of, phase_of, split_lines
 from gaaf.cli import main
 
 
@@ -59,6 +60,42 @@ def test_bench_train_profile_lists_top_ops() -> None:
     ops = res.profiles["mlp/eager/relu"]
     assert ops and all(0 < o["share"] <= 1 for o in ops) and any("addmm" in o["op"] or "mm" in o["op"] for o in ops)
     assert "profile mlp/eager/gaaf_relu" in format_table(res)
+    # the same profiler run, split by phase and kind: every cell present, the phases an MLP step has
+    cells = res.splits["mlp/eager/gaaf_relu"]
+    assert set(cells) == {f"{p}/{k}" for p in PHASES for k in KINDS}
+    assert all(v >= 0 for v in cells.values())
+    for phase in PHASES:  # forward (addmm, loss), backward (autograd's engine), optimizer (Adam's step)
+        assert sum(v for c, v in cells.items() if c.startswith(phase + "/")) > 0, phase
+    assert cells["forward/convolution"] == 0 and cells["backward/compiled kernels"] == 0
+    assert "where the time goes mlp/eager" in format_table(res)
+
+
+def test_step_split_classifies_ops_by_ancestry_and_name() -> None:
+    assert phase_of(["aten::addmm", "autograd::engine::evaluate_function: AddmmBackward0"]) == "backward"
+    assert phase_of(["## Call CompiledFxGraph fabc ##", "CompiledFunctionBackward"]) == "backward"
+    assert phase_of(["aten::lerp_", "Optimizer.step#Adam.step"]) == "optimizer"
+    assert phase_of(["Optimizer.zero_grad#Adam.zero_grad"]) == "optimizer"
+    assert phase_of(["CompiledFunction", "Torch-Compiled Region: 0/0"]) == phase_of([]) == "forward"
+    assert kind_of("aten::mkldnn_convolution") == kind_of("aten::convolution_backward") == "convolution"
+    assert kind_of("aten::cudnn_convolution") == kind_of("aten::conv2d") == "convolution"
+    assert kind_of("## Call CompiledFxGraph fikcf4cx ##") == "compiled kernels"
+    assert kind_of("graph_1_cpp_fused__native_batch_norm_legit_functional_add_convolution_backward_0") == "compiled kernels"
+    assert kind_of("triton_poi_fused_relu_0") == "compiled kernels"
+    for other in ("aten::native_batch_norm", "aten::add_", "aten::copy_", "aten::empty", "aten::addmm"):
+        assert kind_of(other) == "other ops", other
+
+
+def test_step_split_lines_pair_the_activations() -> None:
+    relu = {f"{p}/{k}": 0.0 for p in PHASES for k in KINDS}
+    gaaf = dict(relu)
+    relu.update({"backward/compiled kernels": 30.0, "forward/convolution": 50.0})
+    gaaf.update({"backward/compiled kernels": 52.5, "forward/convolution": 50.0})
+    lines = split_lines({"r/compiled/relu": relu, "r/compiled/gaaf_relu": gaaf, "lone/eager/relu": relu}, 3)
+    text = "\n".join(lines)
+    assert "where the time goes r/compiled" in text and "lone/eager" not in text  # a pair or nothing
+    assert any(line.split()[:3] == ["backward", "compiled", "kernels"] and line.split()[-1] == "+22.50" for line in lines)
+    assert lines[-1].split() == ["total", "80.00", "102.50", "+22.50"]
+    assert not any(line.split()[:1] == ["optimizer"] for line in lines)  # zero cells are left out
 
 
 def test_bench_train_rejects_bad_input() -> None:

@@ -113,8 +113,9 @@ def _register_train(bench_sub: "argparse._SubParsersAction") -> None:
                    help="channels_last memory format (default: on CUDA only, as gaaf train)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="torch intra-op threads (default: torch's)")
     p.add_argument("--profile", type=int, default=0, metavar="STEPS",
-                   help="also run torch.profiler over STEPS training steps of each candidate; print top ops "
-                        "(default 0: off)")
+                   help="also run torch.profiler over STEPS training steps of each candidate; print its top ops "
+                        "and where the time goes (forward/backward/optimizer × convolution/compiled "
+                        "kernels/other ops, relu and gaaf_relu side by side; default 0: off)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.set_defaults(func=_train)
 

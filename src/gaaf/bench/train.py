@@ -20,7 +20,9 @@ train ratio they allow), the target that ceiling sets and whether the paired rat
 the peak memory of one train step per candidate (:mod:`.step_memory`).
 
 ``profile_steps`` > 0 also runs ``torch.profiler`` over that many training steps of each candidate
-and keeps the top ops by self time (grouped by op name) with their share of the total.
+and keeps the top ops by self time (grouped by op name) with their share of the total, and the
+split of the step's self time by phase (forward, backward, optimizer) and kind (convolution,
+compiled kernels, other ops), printed for relu and gaaf_relu side by side (:mod:`.step_split`).
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ from ._timing import Timing, alternate, quartiles
 from .activations import compile_cache_room, environment, machine_line
 from .kernel_ceiling import Floor, activation_floor, gaaf_sites
 from .step_memory import peak_step_bytes, ratio_target
+from .step_split import op_totals, profile_alternating, run_profiler, split_lines, top_ops
 
 #: the two activations compared, with the TrainConfig overrides that select them
 ACTIVATIONS: dict[str, dict[str, Any]] = {"relu": {}, "gaaf_relu": {"shift": -1.0}}
@@ -78,6 +81,7 @@ class Row:
 class TrainBenchResult:
     rows: list[Row] = field(default_factory=list)
     profiles: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    splits: dict[str, dict[str, float]] = field(default_factory=dict)  # key -> "phase/kind" -> ms per step
     floors: dict[str, Floor] = field(default_factory=dict)  # per model: the activation kernels alone
     memory: dict[str, int] = field(default_factory=dict)  # "model/mode/activation" -> peak bytes of one train step
     environment: dict[str, Any] = field(default_factory=dict)
@@ -121,7 +125,7 @@ class TrainBenchResult:
                    for m in self.floors for mode in MODES if (t := ratio_target(self.ceiling(m, mode))) is not None}
         return {"environment": self.environment, "settings": self.settings, "rows": [r.as_dict() for r in self.rows],
                 "ratios": ratios, "floors": floors, "targets": targets, "peak_step_bytes": self.memory,
-                "profiles": self.profiles}
+                "profiles": self.profiles, "step_splits": self.splits}
 
     def ceiling(self, model: str, mode: str) -> float:
         """The highest train ratio the model's relu step allows given gaaf_relu's activation-kernel
@@ -221,6 +225,7 @@ def bench_train(
         "steps_per_sample": steps, "warmup": warmup, "modes": list(modes), "amp": amp, "channels_last": cl,
         "preset": "seed", "gaaf_eager_kernels": gaaf_kernels.eager_compile_enabled(),
         "activations": {k: v or {} for k, v in ACTIVATIONS.items()}, "eval": eval_phase,
+        "profile_steps": profile_steps,
     })
     with compile_cache_room(64):
         for model in models:
@@ -262,28 +267,16 @@ def _bench_model(model: str, result: TrainBenchResult, device: torch.device, bat
     for key, fn in train_steps.items():
         result.memory[key] = peak_step_bytes(fn, device)
     if profile_steps:
-        for key, fn in train_steps.items():
-            log(f"profiling {key} ({plural(profile_steps, 'step')})")
-            result.profiles[key] = profile_ops(fn, profile_steps, device)
+        log(f"{model}: profiling {plural(profile_steps, 'step')} of each candidate, in turn")
+        tops, splits = profile_alternating(train_steps, profile_steps, device)
+        result.profiles.update(tops)
+        result.splits.update(splits)
 
 
 def profile_ops(step: Callable[[], None], n: int, device: torch.device, top: "int | None" = 12) -> list[dict[str, Any]]:
     """torch.profiler over `n` calls of `step` (already warm): the `top` ops (None: all) by self time, grouped by
     op name, each with its call count, self milliseconds per step and share of all self time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=acts) as prof:
-        for _ in range(n):
-            step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    events = [e for e in prof.key_averages() if getattr(e, attr, 0) > 0]
-    total = sum(getattr(e, attr) for e in events) or 1.0
-    events.sort(key=lambda e: getattr(e, attr), reverse=True)
-    return [{"op": e.key, "calls_per_step": e.count / n, "ms_per_step": getattr(e, attr) / 1e3 / n,
-             "share": getattr(e, attr) / total} for e in events[:top]]  # [:None] keeps all
+    return top_ops(op_totals(run_profiler(step, n, device), device), n, top)
 
 
 # --------------------------------------------------------------------------- the report
@@ -335,6 +328,7 @@ def format_table(result: TrainBenchResult) -> str:
         lines += ["", f"profile {key}: top ops by self time (ms per step, share)"]
         lines += [f"  {o['ms_per_step']:9.2f} ms {100 * o['share']:5.1f}%  {o['calls_per_step']:6.1f}×  {o['op']}"
                   for o in ops]
+    lines += split_lines(result.splits, result.settings.get("profile_steps", 0))
     return "\n".join(lines)
 
 
