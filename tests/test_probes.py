@@ -267,6 +267,7 @@ def _probe_run(folder: Path, act2: nn.Module, seed: int) -> Path:
 
 def test_plot_probes_writes_pngs_that_draw_the_probes(tmp_path: Path, saved_figures) -> None:
     from figures_capture import data_axes, legend_texts, vlines
+    from matplotlib.colors import to_rgb
 
     runs = {
         "tanh": _probe_run(tmp_path / "a", nn.Tanh(), 0),
@@ -321,6 +322,11 @@ def test_plot_probes_writes_pngs_that_draw_the_probes(tmp_path: Path, saved_figu
 
     with pytest.raises(UserError, match="probes.json"):
         plot_probes({"missing": tmp_path / "nothing"}, tmp_path / "report")
+    default = {p.get_edgecolor()[:3] for ax in data_axes(saved_figures["probe_hist.png"]) for p in ax.patches}
+    plot_probes(runs, tmp_path / "coloured", colors={"gaaf_tanh": "tab:purple"})  # the report's arm colours
+    coloured = saved_figures[tmp_path / "coloured" / "probe_hist.png"]
+    edges = {p.get_edgecolor()[:3] for ax in data_axes(coloured) for p in ax.patches}
+    assert to_rgb("tab:purple") in edges and to_rgb("tab:purple") not in default
 
 
 def _fake_probes(path: Path, per_epoch: list[dict]) -> Path:

@@ -290,6 +290,19 @@ def test_report_figures_draw_the_runs(sweep_dir: Path, saved_figures):
         for ln, ys in zip(thin, seeds):
             np.testing.assert_allclose(ln.get_xydata(), np.column_stack([range(1, len(ys) + 1), ys]), atol=1e-12)
 
+    # one colour per arm in both figures: the baseline black, the shifted series' colour shaded by
+    # shift (light to dark), the run without s(x) red as its reference line
+    from matplotlib.colors import to_rgb
+    acc_ax, = data_axes(saved_figures["acc_vs_shift.png"])
+    colour = {lab: to_rgb(line(ax, lab).get_color()) for lab in curves}
+    assert colour["relu (n=3)"] == to_rgb(line(acc_ax, "baseline relu (ours): mean ± std (n=3)").get_color())
+    assert colour["relu (n=3)"] == to_rgb("black")
+    assert colour["gaaf_relu-shape=none (n=2)"] == to_rgb(line(acc_ax, "gaaf_relu-shape=none (ours)").get_color())
+    series = to_rgb(data_line.get_color())  # the gaaf_relu series' points in acc_vs_shift
+    light, dark = colour["gaaf_relu-shift=-1 (n=3)"], colour["gaaf_relu-shift=2 (n=3)"]
+    assert sum(light) > sum(series) > sum(dark)  # shift −1 lighter than the series colour, shift 2 darker
+    assert len(set(colour.values())) == len(colour)
+
 
 def test_acc_vs_shift_is_left_out_without_shifted_gaaf_runs(sweep_dir: Path, saved_figures):
     from gaaf.experiments.report import load_rows
@@ -299,3 +312,24 @@ def test_acc_vs_shift_is_left_out_without_shifted_gaaf_runs(sweep_dir: Path, sav
     no_shift = [r for r in rows if r.name in ("relu", "gaaf_relu-shape=none")]
     assert plot_acc_vs_shift(study, no_shift, sweep_dir / "x.png") is None
     assert len(saved_figures) == 0 and not (sweep_dir / "x.png").exists()
+
+
+def test_arm_colors_follow_the_series_and_the_shift(sweep_dir: Path):
+    from matplotlib.colors import to_rgb
+
+    from gaaf.experiments.report import load_rows
+    from gaaf.plots.arm_colors import arm_colors, series_colors, shades
+
+    study, rows = load_rows(sweep_dir)
+    colors = arm_colors(rows, study.baseline)
+    assert set(colors) == {r.name for r in rows}
+    assert colors["relu"] == to_rgb("black")
+    assert colors["gaaf_relu-shape=none"] == to_rgb("tab:red")  # the one run without s(x): red itself
+    assert len(set(colors.values())) == len(colors)  # every arm its own colour
+    assert colors == arm_colors(list(reversed(rows)), study.baseline)  # not by position in the list
+    assert arm_colors(rows, None)["relu"] != to_rgb("black")  # without a baseline relu is just another arm
+    assert series_colors(["b", "a", "b"]) == {"a": "tab:blue", "b": "tab:orange"}
+    five = shades("tab:blue", 5)
+    assert shades("tab:blue", 1) == [to_rgb("tab:blue")] and five[2] != to_rgb("tab:blue")
+    assert all(sum(a) > sum(b) for a, b in zip(five, five[1:]))  # light to dark
+    assert all(0.0 <= c <= 1.0 for rgb in five for c in rgb)

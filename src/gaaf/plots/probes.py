@@ -30,10 +30,13 @@ _RUN_COLORS = ["tab:gray", "tab:red", "tab:blue", "tab:green", "tab:purple", "ta
 _MAX_NAMED_LAYERS = 24  # a colour bar names every layer up to this many, else an even spread of them
 
 
-def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, layers: int = 4) -> list[Path]:
+def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, layers: int = 4,
+                colors: "Mapping[str, Any] | None" = None) -> list[Path]:
     """Write the probe PNGs for `runs` (label → run folder or probes.json) into `out_dir`; return their paths.
 
-    `layers`: how many layers the histogram figure shows (spread from first to last).
+    `layers`: how many layers the histogram figure shows (spread from first to last); `colors`: label →
+    the run's colour in the histograms (``gaaf report`` passes each arm's, :mod:`.arm_colors`; default a
+    fixed list in the order of `runs`).
     """
     if not runs:
         raise UserError("plot_probes needs at least one run (label -> run folder with probes.json)")
@@ -43,10 +46,11 @@ def plot_probes(runs: "Mapping[str, Path | str]", out_dir: "Path | str", *, laye
             raise UserError(f"run {label!r} has no probed epochs in its probes.json")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [save_figure(fig, out_dir / name, dpi=110) for name, fig in probe_figures(data, layers).items()]
+    return [save_figure(fig, out_dir / name, dpi=110) for name, fig in probe_figures(data, layers, colors).items()]
 
 
-def probe_figures(data: "dict[str, dict[str, Any]]", layers: int = 4) -> dict[str, Any]:
+def probe_figures(data: "dict[str, dict[str, Any]]", layers: int = 4,
+                  colors: "Mapping[str, Any] | None" = None) -> dict[str, Any]:
     """{file name: Figure} of the three probe figures for `data` (label → loaded probes.json)."""
     runs = "\n" + " vs ".join(data)  # a line of its own: labels can be long
     return {
@@ -56,7 +60,8 @@ def probe_figures(data: "dict[str, dict[str, Any]]", layers: int = 4) -> dict[st
         "probe_grad.png": _per_layer_figure(
             data, "mean_abs_grad", "mean |dL/d input| through the activation", log=True,
             title=f"Mean |gradient| reaching each activation, per layer{runs}"),
-        "probe_hist.png": _histogram_figure(data, layers, title=f"Activation input histograms, last probed epoch{runs}"),
+        "probe_hist.png": _histogram_figure(data, layers, title=f"Activation input histograms, last probed epoch{runs}",
+                                            colors=colors),
     }  # fmt: skip
 
 
@@ -122,7 +127,8 @@ def _pick_layers(sites: list[str], k: int) -> list[str]:
     return [sites[j] for j in idx]
 
 
-def _histogram_figure(data: dict[str, dict[str, Any]], layers: int, *, title: str) -> Any:
+def _histogram_figure(data: dict[str, dict[str, Any]], layers: int, *, title: str,
+                      colors: "Mapping[str, Any] | None" = None) -> Any:
     # layers present in every run (same architecture); else each run's own first-to-last picks
     first = next(iter(data.values()))["sites"]
     common = [s for s in first if all(s in d["sites"] for d in data.values())]
@@ -142,7 +148,7 @@ def _histogram_figure(data: dict[str, dict[str, Any]], layers: int, *, title: st
             if not stats or not stats.get("count"):
                 continue
             frac = [c / stats["count"] for c in stats["hist"]]
-            color = _RUN_COLORS[j % len(_RUN_COLORS)]
+            color = colors[label] if colors and label in colors else _RUN_COLORS[j % len(_RUN_COLORS)]
             entry = f"{label} (epoch {last['epoch']})"
             legend.setdefault(entry, ax.stairs(frac, d["bins"], color=color, lw=1.4, label=entry))
             share = (stats["underflow"] + stats["overflow"]) / stats["count"]

@@ -4,7 +4,9 @@
 
 Figures: acc_vs_shift.png (accuracy vs the sigmoid shape's shift, the published numbers overlaid),
 learning_curves.png (test accuracy per epoch), and for runs trained with --probe the probe plots of
-:mod:`gaaf.plots.probes`.
+:mod:`gaaf.plots.probes`. An arm has one colour in these figures (the probe histograms included; the
+per-layer probe figures colour layers) (:mod:`.arm_colors`: the baseline black,
+a shifted GAAF series one hue from light to dark by shift, a GAAF run without a shift red).
 """
 from __future__ import annotations
 
@@ -12,15 +14,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from matplotlib import colormaps
 from matplotlib.ticker import MaxNLocator
 
-from ..activations import describe_activation
 from ..activations.registry import is_gaaf_activation
 from ..experiments import stats
 from ..experiments import settings
 from ..experiments.report import Report, RunRow, check_mde, load_rows, probe_runs, require_finished, write_report
 from ..experiments.study import Study
+from .arm_colors import arm_colors, series_colors, shift_of
 from .figure import new_figure, save_figure
 from .probes import plot_probes
 
@@ -45,23 +46,19 @@ def build_report(root: Path, out: "Path | None" = None, *, plots: bool = True, m
 def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[str, Path]]:
     """Draw every figure the report has data for into `out`; (caption, path) of each."""
     images: list[tuple[str, Path]] = []
+    colors = arm_colors(rows, study.baseline)  # one colour per arm in every figure
     for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png"), "Accuracy vs shift"),
-                          (plot_learning_curves(rows, out / "learning_curves.png"), "Learning curves")):  # fmt: skip
+                          (plot_learning_curves(rows, out / "learning_curves.png", colors),
+                           "Learning curves")):  # fmt: skip
         if path is not None:
             images.append((caption, path))
-    probed = {f"{name}, seed {seed}": folder for name, (seed, folder) in probe_runs(study, rows).items()}
+    runs = probe_runs(study, rows)
+    probed = {f"{name}, seed {seed}": folder for name, (seed, folder) in runs.items()}
     if probed:  # runs trained with --probe (study key probe = true): GAAF vs baseline, per layer
-        images += [(PROBE_CAPTIONS.get(path.name, path.stem), path) for path in plot_probes(probed, out)]
+        by_label = {f"{name}, seed {seed}": colors[name] for name, (seed, _) in runs.items()}
+        images += [(PROBE_CAPTIONS.get(path.name, path.stem), path)
+                   for path in plot_probes(probed, out, colors=by_label)]  # fmt: skip
     return images
-
-
-def _shift_value(row: RunRow) -> tuple[str, float] | None:
-    """(series label, shift) for a GAAF run with the sigmoid shape; None for anything else."""
-    label, shift = describe_activation(row.config)
-    try:
-        return label, float(shift)
-    except ValueError:
-        return None
 
 
 def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | None:
@@ -73,7 +70,7 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
     series: dict[str, list[tuple[float, RunRow]]] = defaultdict(list)
     flat = []  # GAAF runs without s(x) (or another shape): horizontal reference lines
     for row in rows:
-        found = _shift_value(row)
+        found = shift_of(row)
         if found is not None:
             series[found[0]].append((found[1], row))
         elif is_gaaf_activation(str(row.config.get("activation", ""))) and (row.summary.n or row.spec.published):
@@ -82,10 +79,10 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
         return None
     fig = new_figure(7.5, 5.2, dpi=120, layout="constrained")
     ax = fig.add_subplot()
-    colors = ["tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
-    for i, (label, points) in enumerate(sorted(series.items())):
+    colors = series_colors(series)  # as the arms' colours in the other figures (gaaf.plots.arm_colors)
+    for label, points in sorted(series.items()):
         points.sort(key=lambda p: p[0])
-        color = colors[i % len(colors)]
+        color = colors[label]
         ours = [(x, r.summary) for x, r in points if r.summary.n]
         if ours:
             ax.errorbar([x for x, _ in ours], [s.mean for _, s in ours], yerr=[s.std for _, s in ours],
@@ -129,11 +126,12 @@ def _reference_lines(ax, study: Study, rows: list[RunRow], flat: list[RunRow]) -
     if baseline is not None and baseline.spec.published is not None:
         hline(baseline.spec.published, color="black", linestyle="--", linewidth=1,
               label=f"baseline {baseline.name} ({_published_label(baseline)})")  # fmt: skip
+    colors = arm_colors(rows, study.baseline)
     for row in flat:
         if row.summary.n:
-            hline(row.summary.mean, color="tab:red", linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
+            hline(row.summary.mean, color=colors[row.name], linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
         if row.spec.published is not None:
-            hline(row.spec.published, color="tab:red", linestyle=":", linewidth=1,
+            hline(row.spec.published, color=colors[row.name], linestyle=":", linewidth=1,
                   label=f"{row.name} ({_published_label(row)})")  # fmt: skip
     return refs, bands
 
@@ -166,15 +164,17 @@ def _frame(ax, refs: "list[float]", shifts: "list[float]") -> None:
         ax.set_xlim(shifts[0] - 1.0, shifts[0] + 1.0)
 
 
-def plot_learning_curves(rows: list[RunRow], path: Path) -> Path | None:
-    """Test accuracy per epoch for every run: each seed thin, the mean over seeds thick.
+def plot_learning_curves(rows: list[RunRow], path: Path, colors: "dict[str, Any] | None" = None) -> Path | None:
+    """Test accuracy per epoch for every run: each seed thin, the mean over seeds thick, in `colors`
+    (arm name → colour; default :func:`~.arm_colors.arm_colors` without a baseline).
     Returns None when no run has a finished epoch."""
     if not any(r.metrics for row in rows for r in row.results.values()):
         return None
     fig = new_figure(8.5, 4.8, dpi=120, layout="constrained")
     ax = fig.add_subplot()
-    palette = _palette(len(rows))
-    for row, color in zip(rows, palette):
+    colors = colors if colors is not None else arm_colors(rows, None)
+    for row in rows:
+        color = colors[row.name]
         curves = [r.metrics for _, r in sorted(row.results.items()) if r.metrics]
         if not curves:
             continue
@@ -198,8 +198,3 @@ def plot_learning_curves(rows: list[RunRow], path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return save_figure(fig, path, dpi=120, tight=False)
-
-
-def _palette(n: int) -> list:
-    cmap = colormaps["tab10" if n <= 10 else "tab20"]
-    return [cmap(i % cmap.N) for i in range(n)]
