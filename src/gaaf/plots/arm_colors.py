@@ -73,8 +73,9 @@ def arm_colors(rows: Sequence[RunRow], baseline: Optional[str]) -> "dict[str, tu
     for label, color in series_colors(series).items():
         arms = sorted(series[label])
         colors.update((name, shade) for (_, name), shade in zip(arms, shades(color, len(arms))))
+    flat.sort()  # by name: an arm's colour does not depend on the order of the rows
     colors.update(zip(flat, shades(FLAT_COLOR, len(flat))))
-    colors.update((name, to_rgb(OTHER_COLORS[i % len(OTHER_COLORS)])) for i, name in enumerate(other))
+    colors.update((name, to_rgb(OTHER_COLORS[i % len(OTHER_COLORS)])) for i, name in enumerate(sorted(other)))
     return colors
 
 
