@@ -4,9 +4,9 @@
 
 Figures: acc_vs_shift.png (accuracy vs the sigmoid shape's shift, the published numbers overlaid),
 learning_curves.png (test accuracy per epoch), and for runs trained with --probe the probe plots of
-:mod:`gaaf.plots.probes`. An arm has one colour in these figures (the probe histograms included; the
-per-layer probe figures colour layers) (:mod:`.arm_colors`: the baseline black,
-a shifted GAAF series one hue from light to dark by shift, a GAAF run without a shift red).
+:mod:`gaaf.plots.probes`. An arm keeps one colour across acc_vs_shift, the learning curves and the
+probe histograms (:mod:`.arm_colors`: the baseline black, a shifted GAAF series one hue from light to
+dark by shift, a GAAF run without a shift red); the per-layer probe figures colour layers instead.
 """
 from __future__ import annotations
 
