@@ -158,6 +158,15 @@ def _stats_and_output(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, residua
     return y, mean, invstd
 
 
+def _backward_through(ctx: Any, z: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, invstd: Tensor,
+                      residual: Optional[Tensor], grad: Tensor) -> "tuple[Optional[Tensor], ...]":
+    """Both Functions' backward through GAAF and BatchNorm: (∂L/∂x, ∂L/∂z, ∂L/∂w, ∂L/∂b), the last three
+    None where not needed (``ctx.needs_input_grad[:3]``)."""
+    need_z, need_w, need_b = ctx.needs_input_grad[:3]
+    dx = _pointwise_backward(z, weight, bias, mean, invstd, residual, grad, ctx.spec, ctx.compiled)
+    return (dx, *_batch_norm_backward(dx, z, weight, mean, invstd, ctx.eps, need_z, need_w, need_b))
+
+
 class BNGAAFFn(torch.autograd.Function):
     """``BNGAAFFn.apply(z, weight, bias, residual, running_mean, running_var, momentum, eps, spec)``:
     GAAF(BatchNorm_train(z) + residual) saving z, residual, weight, bias, μ, invstd (module doc).
@@ -181,8 +190,7 @@ class BNGAAFFn(torch.autograd.Function):
         need_z, need_w, need_b, need_r = ctx.needs_input_grad[:4]
         if not (need_z or need_w or need_b or need_r):
             return (None,) * 9
-        dx = _pointwise_backward(z, weight, bias, mean, invstd, residual, grad, ctx.spec, ctx.compiled)
-        grad_z, grad_w, grad_b = _batch_norm_backward(dx, z, weight, mean, invstd, ctx.eps, need_z, need_w, need_b)
+        dx, grad_z, grad_w, grad_b = _backward_through(ctx, z, weight, bias, mean, invstd, residual, grad)
         return grad_z, grad_w, grad_b, (dx if need_r else None), None, None, None, None, None
 
 
@@ -213,13 +221,12 @@ class BNShortcutGAAFFn(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> "tuple[Optional[Tensor], ...]":  # type: ignore[override]
         z, weight, bias, x, mean, invstd = ctx.saved_tensors
-        need_z, need_w, need_b, need_x = ctx.needs_input_grad[:4]
+        need_x = ctx.needs_input_grad[3]
         need_params = ctx.needs_input_grad[10:]
         with torch.enable_grad():  # the shortcut again, as the forward ran it, with a graph to differentiate
             xr = x.detach().requires_grad_(need_x)
             residual = ctx.shortcut(xr)
-        dx = _pointwise_backward(z, weight, bias, mean, invstd, residual.detach(), grad, ctx.spec, ctx.compiled)
-        grad_z, grad_w, grad_b = _batch_norm_backward(dx, z, weight, mean, invstd, ctx.eps, need_z, need_w, need_b)
+        dx, grad_z, grad_w, grad_b = _backward_through(ctx, z, weight, bias, mean, invstd, residual.detach(), grad)
         targets = ([xr] if need_x else []) + [p for p, need in zip(ctx.params, need_params) if need]
         grads: "list[Optional[Tensor]]" = [None] * len(targets)
         if targets and residual.requires_grad:

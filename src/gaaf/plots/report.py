@@ -47,7 +47,7 @@ def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[st
     """Draw every figure the report has data for into `out`; (caption, path) of each."""
     images: list[tuple[str, Path]] = []
     colors = arm_colors(rows, study.baseline)  # one colour per arm in every figure
-    for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png"), "Accuracy vs shift"),
+    for path, caption in ((plot_acc_vs_shift(study, rows, out / "acc_vs_shift.png", colors), "Accuracy vs shift"),
                           (plot_learning_curves(rows, out / "learning_curves.png", colors),
                            "Learning curves")):  # fmt: skip
         if path is not None:
@@ -61,10 +61,12 @@ def report_figures(study: Study, rows: list[RunRow], out: Path) -> list[tuple[st
     return images
 
 
-def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | None:
+def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path,
+                      colors: "dict[str, Any] | None" = None) -> Path | None:
     """Final test accuracy vs the sigmoid shape's shift: ours as mean ± std error bars (one series
     per activation/variant), the published single runs as crosses, the baseline's mean as a line
-    inside a grey band of ± one sample std over its seeds (one legend entry for both).
+    inside a grey band of ± one sample std over its seeds (one legend entry for both); GAAF runs
+    without a shift as lines in their arm's colour (`colors`, default :func:`~.arm_colors.arm_colors`).
     Returns None (and writes nothing) when the study has no GAAF runs with a shift, or none of them
     has a result or a published number."""
     series: dict[str, list[tuple[float, RunRow]]] = defaultdict(list)
@@ -79,10 +81,10 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
         return None
     fig = new_figure(7.5, 5.2, dpi=120, layout="constrained")
     ax = fig.add_subplot()
-    colors = series_colors(series)  # as the arms' colours in the other figures (gaaf.plots.arm_colors)
+    hues = series_colors(series)  # as the arms' colours in the other figures (gaaf.plots.arm_colors)
     for label, points in sorted(series.items()):
         points.sort(key=lambda p: p[0])
-        color = colors[label]
+        color = hues[label]
         ours = [(x, r.summary) for x, r in points if r.summary.n]
         if ours:
             ax.errorbar([x for x, _ in ours], [s.mean for _, s in ours], yerr=[s.std for _, s in ours],
@@ -91,7 +93,8 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
         if published:
             ax.plot([x for x, _ in published], [y for _, y in published], color=color, marker="x", linestyle=":",
                     markersize=8, alpha=0.8, label=f"{label} ({_published_label(points[0][1])})")  # fmt: skip
-    refs, bands = _reference_lines(ax, study, rows, flat)
+    refs, bands = _reference_lines(ax, study, rows, flat,
+                                   colors if colors is not None else arm_colors(rows, study.baseline))
     _frame(ax, refs, [x for points in series.values() for x, _ in points])
     ax.set_xlabel("shift of the sigmoid shape s(x) = sigmoid(x + shift)")
     ax.set_ylabel("final test accuracy")
@@ -106,7 +109,8 @@ def plot_acc_vs_shift(study: Study, rows: list[RunRow], path: Path) -> Path | No
     return save_figure(fig, path, dpi=120, tight=False)
 
 
-def _reference_lines(ax, study: Study, rows: list[RunRow], flat: list[RunRow]) -> tuple[list[float], dict]:
+def _reference_lines(ax, study: Study, rows: list[RunRow], flat: list[RunRow],
+                     colors: "dict[str, Any]") -> tuple[list[float], dict]:
     """Draw the horizontal lines: the baseline (ours: mean inside a ± std band; published) and GAAF runs
     without a shift. Returns (their heights, {the baseline mean's line: its band})."""
     refs: list[float] = []
@@ -126,7 +130,6 @@ def _reference_lines(ax, study: Study, rows: list[RunRow], flat: list[RunRow]) -
     if baseline is not None and baseline.spec.published is not None:
         hline(baseline.spec.published, color="black", linestyle="--", linewidth=1,
               label=f"baseline {baseline.name} ({_published_label(baseline)})")  # fmt: skip
-    colors = arm_colors(rows, study.baseline)
     for row in flat:
         if row.summary.n:
             hline(row.summary.mean, color=colors[row.name], linestyle="-.", linewidth=1, label=f"{row.name} (ours)")
