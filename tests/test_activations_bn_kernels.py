@@ -116,21 +116,48 @@ def test_resnet_step_with_compiled_kernels_matches_the_module_path_float64(compi
 
 
 @pytest.mark.slow
-def test_a_call_the_guards_refuse_runs_the_plain_ops(compiled):
-    """A kernel's guards hold the thread count it was compiled under: after a change its calls are
-    refused (checked on every call) and the op runs its plain ops, with the same results."""
+def test_a_changed_thread_count_gets_its_own_kernels(compiled):
+    """Inductor's CPU code fixes its thread count: after torch.set_num_threads the op builds (or
+    loads) kernels for the new count and uses them, with the same results; the old ones stay."""
     z, w, b, _, gy = _inputs((4, 8, 32, 32), seed=2)
-    first, _ = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
+    first, first_grads = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
     kernel = bn_kernels._kernel(SPEC, torch.float64, "fwd")
+    stats = bn_kernels._stats_kernel(torch.float64, "")
     threads = torch.get_num_threads()
-    mean, invstd = torch.zeros(8, dtype=torch.float64), torch.ones(8, dtype=torch.float64)
+    alpha, beta = torch.ones(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
     torch.set_num_threads(threads + 1)
     try:
+        assert bn_kernels._kernel(SPEC, torch.float64, "fwd") is not kernel
+        assert bn_kernels._stats_kernel(torch.float64, "") is not stats
         with torch.no_grad():
-            assert bn_kernels.forward(z, invstd, mean, None, SPEC) is None  # refused: plain ops
+            assert bn_kernels.forward(z, alpha, beta, None, SPEC) is not None  # the new count's kernel
+            assert bn_kernels.batch_stats(z) is not None
         again, grads = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
     finally:
         torch.set_num_threads(threads)
+    assert bn_kernels._kernel(SPEC, torch.float64, "fwd") is kernel
+    torch.testing.assert_close(again, first, rtol=1e-12, atol=1e-12)
+    for a, e in zip(grads, first_grads):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_call_the_guards_refuse_runs_the_plain_ops(compiled):
+    """A kernel's guards hold the global state it was compiled under: after a change (here
+    deterministic algorithms switched on) its calls are refused (checked on every call) and the op
+    runs its plain ops, with the same results."""
+    z, w, b, _, gy = _inputs((4, 8, 32, 32), seed=2)
+    first, _ = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
+    kernel = bn_kernels._kernel(SPEC, torch.float64, "fwd")
+    alpha, beta = torch.ones(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.no_grad():
+            assert bn_kernels.forward(z, alpha, beta, None, SPEC) is None  # refused: plain ops
+        again, grads = _value_and_grads(lambda *t: bn_gaaf(*t, SPEC, eps=EPS), (z, w, b), gy)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
     assert kernel._fast is not None
     torch.testing.assert_close(again, first, rtol=1e-12, atol=1e-12)
     y_p, g_p = _value_and_grads(lambda *t: _plain(*t, None), (z, w, b), gy)

@@ -16,14 +16,16 @@ variance in one pass over z (``torch.var_mean``, which Inductor computes by Welf
 are built without floating-point contraction on CPU, so the backward differentiates the very x the
 forward used. Kernels are compiled by ``torch.compile(dynamic=True, fullgraph=True)`` per
 (spec, dtype, direction, residual or not, layout) on first use, ahead of time, and saved in gaaf's
-kernel cache (:mod:`.compile_cache`) like :mod:`.kernels`' flat kernels, one entry per thread
-count (a kernel's guards hold the global state it was compiled under, the thread count among it).
+kernel cache (:mod:`.compile_cache`) like :mod:`.kernels`' flat kernels, one set per torch thread
+count in memory and on disk (Inductor's CPU code fixes its thread count when it is generated, and a
+kernel's guards hold the global state it was compiled under, the thread count among it).
 Sizes are symbolic and compiled without duck sizing (sizes that happen to be equal on the first
 call are not tied together). Every call checks the kernel's guards (tens of microseconds, against
 a kernel call of 0.3–3 ms at a ResNet's sites): the arguments here are contiguous tensors of the
 layout's shape and the kernel's dtype on the CPU, not requiring grad, every size at least 2
-(:func:`usable` checks the sizes), so the guards refuse a call only when the global state changed
-(e.g. the thread count was changed after the first call); that call runs the plain ops.
+(:func:`usable` checks the sizes), and a changed thread count finds its own kernels, so the guards refuse
+a call only when other global state changed since the kernel's first call (e.g. deterministic
+algorithms switched on, or a call from below autograd's dispatch keys); that call runs the plain ops.
 
 Plain ops instead (:mod:`.bn_gaaf`; the same values up to rounding, plain ``addcmul`` may round x
 differently from the kernel) on a non-CPU device, a z neither contiguous nor channels_last, an r
@@ -77,9 +79,9 @@ def gaaf_bn_stats_cl(z):  # (M, C)
     var, mean = torch.var_mean(z, dim=0, correction=0)
     return mean, var
 """
-_stats_cache: "dict[tuple[torch.dtype, str], _BNKernel]" = {}
+_stats_cache: "dict[tuple[torch.dtype, str, int], _BNKernel]" = {}
 
-_cache: "dict[tuple[GAAFSpec, torch.dtype], dict[str, _BNKernel]]" = {}
+_cache: "dict[tuple[GAAFSpec, torch.dtype, int], dict[str, _BNKernel]]" = {}
 _lock = threading.Lock()
 _names = itertools.count()
 
@@ -144,7 +146,10 @@ def _cached(cache: dict, key: object, build: "Callable[[], object]") -> "object"
 
 
 def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
-    return _cached(_cache, (spec, dtype), lambda: _build(spec, dtype))[kind]  # type: ignore[index]
+    """The kernel for (spec, dtype, kind) under the current torch thread count (as :mod:`.kernels`:
+    Inductor's CPU code fixes its thread count, so each count has its own kernels)."""
+    key = (spec, dtype, torch.get_num_threads())
+    return _cached(_cache, key, lambda: _build(spec, dtype))[kind]  # type: ignore[index]
 
 
 def _build_stats(dtype: torch.dtype, layout: str) -> _BNKernel:
@@ -156,7 +161,8 @@ def _build_stats(dtype: torch.dtype, layout: str) -> _BNKernel:
 
 
 def _stats_kernel(dtype: torch.dtype, layout: str) -> _BNKernel:
-    return _cached(_stats_cache, (dtype, layout), lambda: _build_stats(dtype, layout))  # type: ignore[return-value]
+    key = (dtype, layout, torch.get_num_threads())
+    return _cached(_stats_cache, key, lambda: _build_stats(dtype, layout))  # type: ignore[return-value]
 
 
 def _channels_last(z: Tensor) -> bool:
