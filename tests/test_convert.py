@@ -6,6 +6,7 @@ paper's composition, gaaf_reference)."""
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 
 import pytest
@@ -126,6 +127,41 @@ def test_transformer_block_functional_calls_are_rewritten():
     assert {m.spec.base for m in gaaf_modules(block)} == {"gelu", "sigmoid", "tanh"}
     assert "self.gelu(" in report.retraced["mlp"]
     copy.deepcopy(block)(torch.randn(2, 3, 16))  # a copy runs its own rewritten forward
+
+
+def _call_site_calls(model: nn.Module) -> list[str]:
+    """Names of the converted call-site modules (mlp.gelu, sigmoid, tanh) in the order they run."""
+    calls: list[str] = []
+    for name in ("mlp.gelu", "sigmoid", "tanh"):
+        model.get_submodule(name).register_forward_hook(lambda *_, name=name: calls.append(name))
+    return calls
+
+
+@pytest.mark.parametrize("copier", ["torch.save", "deepcopy"])
+def test_a_converted_model_copies_whole_with_its_rewritten_forward(copier, tmp_path):
+    """torch.save(model) / copy.deepcopy: the copy runs its own rewritten forward in both modes (a
+    bound method would pickle as getattr(module, "forward"), and a loaded model would run the class's
+    forward: its functional calls silently unconverted)."""
+    torch.manual_seed(0)
+    block, _ = gaaf.convert(TransformerBlock(drop=0.5))  # dropout: a graph per training mode
+    if copier == "torch.save":
+        torch.save(block, tmp_path / "block.pt")
+        twin = torch.load(tmp_path / "block.pt", weights_only=False)
+    else:
+        twin = copy.deepcopy(block)
+    calls, twin_calls = _call_site_calls(block), _call_site_calls(twin)
+    x = torch.randn(2, 3, 16)
+    for mode in (True, False):
+        block.train(mode), twin.train(mode)
+        torch.manual_seed(1)
+        want = block(x)
+        torch.manual_seed(1)
+        assert torch.equal(twin(x), want)
+    assert twin_calls == calls == ["mlp.gelu", "sigmoid", "tanh"] * 2
+    with torch.no_grad():
+        twin.gate.bias.add_(1.0)
+    assert not torch.equal(twin(x), block(x))  # its own parameters, not the original's
+    assert str(inspect.signature(twin.forward)) == str(inspect.signature(block.forward)) == "(x: 'torch.Tensor') -> 'torch.Tensor'"
 
 
 def test_transformer_block_outputs_and_gradients_are_gaafs():

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import inspect
+import pickle
 import textwrap
-import types
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from torch import fx, nn
+from torch.fx.graph_module import _format_import_block, _forward_from_src
+from torch.package import sys_importer
 
 from .convert_sites import CALL_NAMES, METHOD_BASES, Source, call_source, function_info
 
@@ -140,15 +143,76 @@ def rewrite(module: nn.Module, graphs: "dict[bool, fx.Graph]", modules: "dict[st
     generated code (the training mode's, then the evaluation mode's where it differs)."""
     for attr, new, _ in modules.values():
         module.add_module(attr, new)
-    codes: "dict[bool, tuple[str, Callable[..., Any]]]" = {}
+    codes: "dict[bool, tuple[str, dict[str, Any]]]" = {}
     for mode, graph in graphs.items():
         _rewrite_graph(graph, modules)
-        gm = fx.GraphModule(module, graph, class_name=type(module).__name__)
-        codes[mode] = (gm.code, type(gm).forward)
-    (train_code, train_fn), (eval_code, eval_fn) = codes[True], codes[False]
-    fn = train_fn if train_code == eval_code else _by_mode(train_fn, eval_fn)
-    module.forward = types.MethodType(fn, module)  # an instance attribute: the class is untouched
+        code = graph.python_code(root_module="self")
+        codes[mode] = (code.src, code.globals)
+    module.forward = bound_forward(module, GraphForwards(codes))  # an instance attribute: the class is untouched
+    train_code, eval_code = codes[True][0], codes[False][0]
     return train_code if train_code == eval_code else f"# training\n{train_code}\n# evaluation\n{eval_code}"
+
+
+class GraphForwards:
+    """torch.fx's generated forward for each training mode, from {mode: (source, its globals)}.
+
+    It pickles as that code, as torch.fx's GraphModule does (the globals as import statements), so a
+    converted model pickles whole (``torch.save(model)``) and comes back with its rewritten forward.
+    A bound method would not: it pickles as ``getattr(module, "forward")``, which on loading finds
+    the class's own forward, and the converted calls would silently run unconverted. Immutable, so
+    ``copy.deepcopy`` shares it.
+    """
+
+    def __init__(self, codes: "dict[bool, tuple[str, dict[str, Any]]]") -> None:
+        self.codes = dict(codes)
+        self.fns = {mode: _forward_from_src(src, dict(glb)) for mode, (src, glb) in self.codes.items()}
+        if self.codes[True][0] == self.codes[False][0]:
+            self.fns[False] = self.fns[True]
+
+    def __deepcopy__(self, memo: "dict[int, Any]") -> "GraphForwards":
+        return self
+
+    def __reduce__(self) -> "tuple[Any, ...]":
+        sources = {mode: _globals_block(glb) + "\n" + src for mode, (src, glb) in self.codes.items()}
+        return (_forwards_from_sources, (sources,))
+
+
+def _forwards_from_sources(sources: "dict[bool, str]") -> GraphForwards:
+    """Pickled :class:`GraphForwards` back: each mode's source carries its imports."""
+    return GraphForwards({mode: (src, {}) for mode, src in sources.items()})
+
+
+def _run_forward(forwards: GraphForwards, module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    return forwards.fns[module.training](module, *args, **kwargs)
+
+
+def bound_forward(module: nn.Module, forwards: GraphForwards) -> "functools.partial[Any]":
+    """The module's rewritten forward: the graph of its current training mode, with the module as
+    ``self``. A ``functools.partial`` of a module-level function, which pickles and deep-copies
+    with the module (and which torch.export and Dynamo take as a forward); its signature is the
+    traced forward's without ``self``."""
+    forward = functools.partial(_run_forward, forwards, module)
+    signature = inspect.signature(forwards.fns[True])
+    params = list(signature.parameters.values())[1:]
+    forward.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return forward
+
+
+def _globals_block(glb: "dict[str, Any]") -> str:
+    """Source lines that define the generated code's globals: an import for each object (as torch.fx
+    pickles a GraphModule), an assignment for a plain constant (fx's annotation strings). An object
+    that cannot be imported by name (a local function, a lambda) cannot be pickled: a one-line error."""
+    lines = []
+    for name, obj in glb.items():
+        try:
+            lines.append(_format_import_block({name: obj}, sys_importer))
+        except Exception as err:  # noqa: BLE001 - torch.package's lookup errors
+            if obj is None or type(obj) in (str, int, bool):
+                lines.append(f"{name} = {obj!r}")
+                continue
+            raise pickle.PicklingError(f"gaaf.convert: a rewritten forward uses {name} = {obj!r}, which cannot be "
+                                       f"imported by name, so the converted model cannot be pickled ({err})") from None
+    return "\n".join(sorted(lines))
 
 
 def _rewrite_graph(graph: fx.Graph, modules: "dict[str, tuple[str, nn.Module, bool]]") -> None:
@@ -168,13 +232,6 @@ def _rewrite_graph(graph: fx.Graph, modules: "dict[str, tuple[str, nn.Module, bo
                     user.replace_input_with(x, new)
         graph.erase_node(node)
     graph.lint()
-
-
-def _by_mode(train_fn: Callable[..., Any], eval_fn: Callable[..., Any]) -> Callable[..., Any]:
-    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        return (train_fn if self.training else eval_fn)(self, *args, **kwargs)
-
-    return forward
 
 
 def calls_in_source(cls: type) -> "list[str]":
@@ -214,4 +271,4 @@ def _on_self(value: ast.expr) -> bool:
     return isinstance(value, ast.Name) and value.id == "self"
 
 
-__all__ = ["CallSite", "Untraceable", "call_sites", "calls_in_source", "rewrite", "trace_forward", "variable_arguments"]
+__all__ = ["CallSite", "GraphForwards", "bound_forward", "Untraceable", "call_sites", "calls_in_source", "rewrite", "trace_forward", "variable_arguments"]
