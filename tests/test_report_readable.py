@@ -6,6 +6,7 @@ histogram legend lies inside the figure."""
 from __future__ import annotations
 
 import csv
+import json
 import warnings
 from pathlib import Path
 
@@ -140,6 +141,42 @@ def test_settings_that_differ_are_named_and_shown_per_row(tmp_path: Path):
     assert rows["paper-full"][5:8] == ["50,000 (all)", "10,000 (all)", "3"]
     assert rows["paper-full"][9] == "0.9000 (paper; full data)"
     assert rows["gaaf_relu-shift=-1"][5:8] == ["1,000 of 50,000", "10,000 (all)", "200"]
+
+
+def test_the_images_a_run_loaded_are_the_images_used(tmp_path: Path):
+    """A run's summary.json records what it loaded: a data directory holding fewer images than the
+    official split (no limit set) reads as the subset it was, in the table, both CSVs and the warning."""
+    text = SUBSET_STUDY.replace("limit_train = 256\n", "").replace("limit_test = 100\n", "")
+    root = tmp_path / "sweep"
+    runs = make_sweep(root, text, FINALS)
+    for run in runs:  # every seed of every arm loaded 5,000 of the training images and all test images
+        summary_path = run.folder / "summary.json"
+        summary = json.loads(summary_path.read_text())
+        summary_path.write_text(json.dumps({**summary, "train_images": 5000, "test_images": 10000}))
+    report = build_report(root, plots=False)
+    assert "**Trained on:** cifar10, 5,000 of 50,000 training images, 10,000 (all) test images," in report.settings_markdown
+    assert report.settings_markdown.endswith("**Warning:** these runs use 5,000 of 50,000 training images and 1 of "
+                                             "200 epochs: not comparable with the published column.")
+    rows = {r[0]: r for r in table((root / "report" / "report.md").read_text())[1:]}
+    assert rows["relu"][5:7] == ["5,000 of 50,000", "10,000 (all)"]
+    for name in ("report.csv", "runs.csv"):
+        with open(root / "report" / name, newline="") as f:
+            assert {(r["train_images"], r["train_images_total"]) for r in csv.DictReader(f)} == {("5000", "50000")}
+    # seeds that disagree: the row falls back to the config's setting (the whole split)
+    first = runs[0].folder / "summary.json"
+    first.write_text(json.dumps({**json.loads(first.read_text()), "train_images": 4000}))
+    build_report(root, plots=False)
+    rows = {r[0]: r for r in table((root / "report" / "report.md").read_text())[1:]}
+    assert rows[runs[0].name][5] == "50,000 (all)" and rows[runs[-1].name][5] == "5,000 of 50,000"
+
+
+def test_setting_of_takes_the_loaded_counts_from_a_summary():
+    config = {"dataset": "cifar10", "epochs": 200, "limit_train": 1000}
+    assert settings.setting_of(config, {"train_images": 800, "test_images": 10_000}).train == settings.Images(800, 50_000)
+    more = settings.setting_of(config, {"train_images": 60_000})  # more than the official split: total unknown
+    assert more.train == settings.Images(60_000, None) and settings.images_cell(more.train) == "60,000"
+    for bad in (None, {}, {"train_images": True}, {"train_images": -1}, {"train_images": "800"}):
+        assert settings.setting_of(config, bad).train == settings.Images(1000, 50_000)  # the config's limit
 
 
 def test_no_warning_when_the_runs_match_the_published_setting():

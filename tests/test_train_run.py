@@ -93,6 +93,7 @@ def test_run_folder_format_and_callbacks(data_dir, tmp_path):
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["status"] == "finished" and on_disk["epochs"] == 2 and on_disk["parameters"] > 0
+    assert (on_disk["train_images"], on_disk["test_images"]) == (160, 40)  # what it loaded (the fake files' sizes)
     assert on_disk["final_test_acc"] == float(rows[-1]["test_acc"])
     assert on_disk["best_test_acc"] == max(float(r["test_acc"]) for r in rows)
     ckpt = torch.load(out / "last.pt", weights_only=True)

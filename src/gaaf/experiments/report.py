@@ -82,11 +82,11 @@ def _published(spec: RunSpec) -> str:
 def settings_markdown(rows: list[RunRow]) -> str:
     """What every run was trained on, which settings differ between runs, and the warning when runs
     used fewer images or epochs than their published numbers."""
-    shared, differ = settings.common_settings([settings.setting_of(row.config) for row in rows])
+    shared, differ = settings.common_settings([settings.setting_of(row.config, loaded(row)) for row in rows])
     lines = [f"**Trained on:** {shared}." if shared else ""]
     if differ:
         lines.append(f"**Differs between runs** (see each row): {', '.join(differ)}.")
-    lines.append(settings.comparability_warning([(row.name, settings.setting_of(row.config), row.spec.published_source)
+    lines.append(settings.comparability_warning([(row.name, settings.setting_of(row.config, loaded(row)), row.spec.published_source)
                                                  for row in rows if row.spec.published is not None]))  # fmt: skip
     return "\n\n".join(line for line in lines if line)
 
@@ -110,7 +110,7 @@ def table_rows(study: Study, rows: list[RunRow], mde: float | None = None) -> li
         n_total = len(row.results)
         if row.summary.n < n_total:
             acc += f" [{n_total - row.summary.n} of {n_total} not finished]"
-        s = settings.setting_of(c)
+        s = settings.setting_of(c, loaded(row))
         out.append([row.name, s.dataset, str(c.get("model", "?")), act, shift, settings.images_cell(s.train),
                     settings.images_cell(s.test), str(s.epochs if s.epochs is not None else "?"), acc,
                     _published(row.spec), delta, verdict, *report_stats.stats_cells(row.comparison, mde), s.preset,
@@ -157,7 +157,7 @@ def seed_rows(rows: list[RunRow], root: Path) -> list[dict[str, Any]]:
             out.append({
                 "run": row.name, "seed": seed, "state": r.state, "model": c.get("model"),
                 "activation": c.get("activation"), "shape": c.get("shape"), "shift": c.get("shift"),
-                "variant": c.get("variant"), "stem_activation": c.get("stem_activation"), **setting_fields(c),
+                "variant": c.get("variant"), "stem_activation": c.get("stem_activation"), **setting_fields(c, s),
                 "final_test_acc": s.get("final_test_acc") if r.state == folders.FINISHED else None,
                 "best_test_acc": s.get("best_test_acc"), "best_epoch": s.get("best_epoch"),
                 "epochs_done": folders.epochs_done(r.folder), "total_seconds": s.get("total_seconds"),
@@ -172,7 +172,7 @@ def run_rows(study: Study, rows: list[RunRow], mde: float | None = None) -> list
     out = []
     for row in rows:
         out.append({
-            "run": row.name, "model": row.config.get("model"), **setting_fields(row.config),
+            "run": row.name, "model": row.config.get("model"), **setting_fields(row.config, loaded(row)),
             "n": row.summary.n, "mean": _f(row.summary.mean), "std": _f(row.summary.std),
             "accs": " ".join(f"{a:.6g}" for a in row.accs()), "published": row.spec.published,
             "published_source": row.spec.published_source, "published_setting": _published_setting(row.spec),
@@ -182,9 +182,21 @@ def run_rows(study: Study, rows: list[RunRow], mde: float | None = None) -> list
     return out
 
 
-def setting_fields(config: dict[str, Any]) -> dict[str, Any]:
-    """The SETTING_CSV_COLUMNS of one config: numbers as numbers, the augmentation as `crop+flip`/`none`."""
-    s = settings.setting_of(config)
+def loaded(row: RunRow) -> dict[str, Any] | None:
+    """The images the row's finished seeds loaded (`train_images`, `test_images` of their summaries),
+    where they all record the same; else None (the settings then come from the config)."""
+    counts = {(r.summary.get("train_images"), r.summary.get("test_images"))
+              for r in row.results.values() if r.state == folders.FINISHED}
+    if len(counts) != 1:
+        return None
+    train, test = counts.pop()
+    return {"train_images": train, "test_images": test}
+
+
+def setting_fields(config: dict[str, Any], summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The SETTING_CSV_COLUMNS of one config (and the images its run loaded, from `summary` where it
+    records them): numbers as numbers, the augmentation as `crop+flip`/`none`."""
+    s = settings.setting_of(config, summary)
     return {"dataset": config.get("dataset"), "train_images": s.train.used, "train_images_total": s.train.total,
             "test_images": s.test.used, "test_images_total": s.test.total, "epochs": config.get("epochs"),
             "preset": config.get("preset"), "optimizer": config.get("optimizer"), "lr": config.get("lr"),
@@ -220,7 +232,8 @@ def to_csv(columns: "tuple[str, ...]", rows: list[dict[str, Any]]) -> str:
 
 
 COLUMN_NOTE = (
-    "Columns: train images / test images: images used of the split (`limit_train`, `limit_test`); epochs: "
+    "Columns: train images / test images: images used of the split (what the runs loaded; `limit_train`, "
+    "`limit_test`); epochs: "
     "epochs asked for; preset, optimizer, lr, batch size, augment: the recipe. Against the seed's README "
     "table: run = num, dataset = data, model = backbone, epochs = steps (the seed's 200 \"steps\" are "
     "epochs), batch size = batch_size; optimizer and lr as there."

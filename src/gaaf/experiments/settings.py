@@ -5,8 +5,9 @@ never sets a 256-image, 1-epoch run beside the seed's 200-epoch number without s
     images_cell(s.train)          # "256 of 50,000" or "50,000 (all)"
     published_setting("seed")     # "full data, 200 epochs"
 
-Images used = min(limit_train, size of the split) (`load_dataset` takes the first N), the whole
-split when there is no limit. Published settings, by `published_source`:
+Images used = what the run loaded, where its summary.json records it (`train_images`,
+`test_images`); else min(limit_train, size of the split) (`load_dataset` takes the first N), the
+whole split when there is no limit. Published settings, by `published_source`:
 - "seed": the seed's README table, single runs on the full CIFAR-10 training set, 200 epochs.
 - "paper": Hahn & Choi (arXiv:1806.09783) on the full data sets; the paper states no epoch count
   for its tables, so none is claimed.
@@ -52,8 +53,11 @@ class TrainSetting:
     augment: str  # "crop+flip", or "none"
 
 
-def setting_of(config: Mapping[str, Any]) -> TrainSetting:
-    """The TrainSetting of a resolved train config (config.json's `config`); unknown fields read "?"."""
+def setting_of(config: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> TrainSetting:
+    """The TrainSetting of a resolved train config (config.json's `config`); unknown fields read "?".
+    With a run's summary (summary.json) that records the images it loaded (`train_images`,
+    `test_images`), those are the images used: a data directory holding fewer images than the
+    official split then reads as the subset it was."""
     dataset = str(config.get("dataset", "?"))
     try:
         info = dataset_info(dataset)
@@ -64,8 +68,8 @@ def setting_of(config: Mapping[str, Any]) -> TrainSetting:
     augment = config.get("augment")
     return TrainSetting(
         dataset=dataset,
-        train=_images(config.get("limit_train"), totals[0]),
-        test=_images(config.get("limit_test"), totals[1]),
+        train=_images(config.get("limit_train"), totals[0], _count(summary, "train_images")),
+        test=_images(config.get("limit_test"), totals[1], _count(summary, "test_images")),
         epochs=int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None,
         preset=str(config.get("preset", "?")),
         optimizer=str(config.get("optimizer", "?")),
@@ -75,7 +79,14 @@ def setting_of(config: Mapping[str, Any]) -> TrainSetting:
     )
 
 
-def _images(limit: Any, total: int | None) -> Images:
+def _count(summary: Mapping[str, Any] | None, key: str) -> int | None:
+    value = summary.get(key) if summary else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _images(limit: Any, total: int | None, loaded: int | None = None) -> Images:
+    if loaded is not None:  # what the run itself loaded; more than the official split: a total unknown
+        return Images(loaded, total if total is not None and loaded <= total else None)
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
         return Images(limit if total is None else min(limit, total), total)
     return Images(total, total)

@@ -291,11 +291,20 @@ def _finish(out: Path, run: Training, record: _Record, info: distributed.DistInf
         "final_train_loss": last["train_loss"], "final_train_acc": last["train_acc"],
         "images_per_second": _mean([r["images_per_second"] for r in record.rows[-5:]]),
         "world_size": info.world_size, "device": device.type,
+        **loaded_images(state.splits),
     }
     if info.is_main:
         runfolder.write_summary(out, summary)
     call(callbacks, "on_train_end", state, summary)
     return summary
+
+
+def loaded_images(splits: Splits | None) -> dict[str, int]:
+    """{"train_images", "test_images"}: the images this run loaded of each split (after its limits,
+    from whatever files it read), which `gaaf report` prefers over the data set's official sizes."""
+    if splits is None:
+        return {}
+    return {"train_images": int(splits.x_train.shape[0]), "test_images": int(splits.x_test.shape[0])}
 
 
 def _diverged(out: Path, epoch: int, loss_sum: float, rows: list, main: bool, callbacks: list, state: TrainState) -> None:
