@@ -175,7 +175,7 @@ def test_setting_of_takes_the_loaded_counts_from_a_summary():
     assert settings.setting_of(config, {"train_images": 800, "test_images": 10_000}).train == settings.Images(800, 50_000)
     more = settings.setting_of(config, {"train_images": 60_000})  # more than the official split: total unknown
     assert more.train == settings.Images(60_000, None) and settings.images_cell(more.train) == "60,000"
-    for bad in (None, {}, {"train_images": True}, {"train_images": -1}, {"train_images": "800"}):
+    for bad in (None, {}, {"train_images": True}, {"train_images": -1}, {"train_images": "800"}, {"train_images": [800]}):
         assert settings.setting_of(config, bad).train == settings.Images(1000, 50_000)  # the config's limit
 
 

@@ -82,11 +82,12 @@ def _published(spec: RunSpec) -> str:
 def settings_markdown(rows: list[RunRow]) -> str:
     """What every run was trained on, which settings differ between runs, and the warning when runs
     used fewer images or epochs than their published numbers."""
-    shared, differ = settings.common_settings([settings.setting_of(row.config, loaded(row)) for row in rows])
+    of_row = {row.name: settings.setting_of(row.config, loaded(row)) for row in rows}
+    shared, differ = settings.common_settings(list(of_row.values()))
     lines = [f"**Trained on:** {shared}." if shared else ""]
     if differ:
         lines.append(f"**Differs between runs** (see each row): {', '.join(differ)}.")
-    lines.append(settings.comparability_warning([(row.name, settings.setting_of(row.config, loaded(row)), row.spec.published_source)
+    lines.append(settings.comparability_warning([(row.name, of_row[row.name], row.spec.published_source)
                                                  for row in rows if row.spec.published is not None]))  # fmt: skip
     return "\n\n".join(line for line in lines if line)
 
@@ -185,7 +186,7 @@ def run_rows(study: Study, rows: list[RunRow], mde: float | None = None) -> list
 def loaded(row: RunRow) -> dict[str, Any] | None:
     """The images the row's finished seeds loaded (`train_images`, `test_images` of their summaries),
     where they all record the same; else None (the settings then come from the config)."""
-    counts = {(r.summary.get("train_images"), r.summary.get("test_images"))
+    counts = {(settings.loaded_count(r.summary, "train_images"), settings.loaded_count(r.summary, "test_images"))
               for r in row.results.values() if r.state == folders.FINISHED}
     if len(counts) != 1:
         return None

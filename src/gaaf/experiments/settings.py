@@ -68,8 +68,8 @@ def setting_of(config: Mapping[str, Any], summary: Mapping[str, Any] | None = No
     augment = config.get("augment")
     return TrainSetting(
         dataset=dataset,
-        train=_images(config.get("limit_train"), totals[0], _count(summary, "train_images")),
-        test=_images(config.get("limit_test"), totals[1], _count(summary, "test_images")),
+        train=_images(config.get("limit_train"), totals[0], loaded_count(summary, "train_images")),
+        test=_images(config.get("limit_test"), totals[1], loaded_count(summary, "test_images")),
         epochs=int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None,
         preset=str(config.get("preset", "?")),
         optimizer=str(config.get("optimizer", "?")),
@@ -79,7 +79,8 @@ def setting_of(config: Mapping[str, Any], summary: Mapping[str, Any] | None = No
     )
 
 
-def _count(summary: Mapping[str, Any] | None, key: str) -> int | None:
+def loaded_count(summary: Mapping[str, Any] | None, key: str) -> int | None:
+    """summary[key] where it is a count of images (a non-negative int), else None."""
     value = summary.get(key) if summary else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
