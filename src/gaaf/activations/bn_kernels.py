@@ -120,13 +120,12 @@ class _BNKernel:
         return fast(*args)
 
 
-def _build(spec: GAAFSpec, dtype: torch.dtype) -> "dict[str, _BNKernel]":
+def _build(spec: GAAFSpec, dtype: torch.dtype, threads: int) -> "dict[str, _BNKernel]":
     consts = kernels.spec_literals(spec)
     name = f"gaaf_bn_{next(_names)}"
     namespace: "dict[str, object]" = {"_fwd": _fwd, "_bwd": _bwd, "_Consts": _Consts}
     exec(compile(_SOURCE.format(name=name, consts=consts), f"<gaaf bn kernel {name}>", "exec"), namespace)
     cache_source = _SOURCE.format(name="gaaf_bn", consts=consts)
-    threads = torch.get_num_threads()  # a kernel's guards hold the thread count it was compiled under
     # one kernel per layout: the same function compiled for (N, C, L) with (C, 1) and for (M, C) with (C,)
     return {kind + layout: _BNKernel(torch.compile(namespace[f"{name}_{kind}"], dynamic=True, fullgraph=True),
                                      compile_cache.entry_path(cache_source, dtype, "cpu",
@@ -148,21 +147,20 @@ def _cached(cache: dict, key: object, build: "Callable[[], object]") -> "object"
 def _kernel(spec: GAAFSpec, dtype: torch.dtype, kind: str) -> _BNKernel:
     """The kernel for (spec, dtype, kind) under the current torch thread count (as :mod:`.kernels`:
     Inductor's CPU code fixes its thread count, so each count has its own kernels)."""
-    key = (spec, dtype, torch.get_num_threads())
-    return _cached(_cache, key, lambda: _build(spec, dtype))[kind]  # type: ignore[index]
+    threads = torch.get_num_threads()  # a kernel's guards hold the thread count it was compiled under
+    return _cached(_cache, (spec, dtype, threads), lambda: _build(spec, dtype, threads))[kind]  # type: ignore[index]
 
 
-def _build_stats(dtype: torch.dtype, layout: str) -> _BNKernel:
+def _build_stats(dtype: torch.dtype, layout: str, threads: int) -> _BNKernel:
     namespace: "dict[str, object]" = {"torch": torch}
     exec(compile(_STATS_SOURCE, "<gaaf bn stats kernels>", "exec"), namespace)
-    threads = torch.get_num_threads()
     path = compile_cache.entry_path(_STATS_SOURCE, dtype, "cpu", f"bn_stats{layout}-t{threads}")
     return _BNKernel(torch.compile(namespace[f"gaaf_bn_stats{layout}"], dynamic=True, fullgraph=True), path, namespace)
 
 
 def _stats_kernel(dtype: torch.dtype, layout: str) -> _BNKernel:
-    key = (dtype, layout, torch.get_num_threads())
-    return _cached(_stats_cache, key, lambda: _build_stats(dtype, layout))  # type: ignore[return-value]
+    threads = torch.get_num_threads()
+    return _cached(_stats_cache, (dtype, layout, threads), lambda: _build_stats(dtype, layout, threads))  # type: ignore[return-value]
 
 
 def _channels_last(z: Tensor) -> bool:
